@@ -1,0 +1,296 @@
+"""What this machine has: GPU, TensorRT, PyTorch, ONNX Runtime, and clear errors when a lab needs more.
+
+Introduced in lab 00 (tour). Every lab calls :func:`detect` once and prints its header; a lab that
+needs something the machine lacks calls :func:`require`, which raises :class:`RequirementError`
+with a message that says what to do, or checks :func:`has` and runs its real counterpart instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+#: Oldest TensorRT the course's code paths support (strongly typed networks, name-based I/O API).
+MIN_TENSORRT = (10, 8)
+
+
+class RequirementError(RuntimeError):
+    """A lab needs something this machine lacks; the message says what and what to do."""
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("+")[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def _dist_version(*names: str) -> str | None:
+    for name in names:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _tensorrt_version() -> str | None:
+    """The importable TensorRT's version, or None. Importing it is the only reliable test."""
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:  # ImportError, or a broken install whose libraries fail to load
+        return None
+    return str(getattr(tensorrt, "__version__", "unknown"))
+
+
+def _driver_version() -> str | None:
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout.strip().splitlines()
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return out[0].strip() if out else None
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A snapshot of what the machine offers to the labs."""
+
+    python: str
+    os: str
+    cpu: str
+    cpu_count: int
+    torch: str | None
+    cuda_available: bool
+    gpu_name: str | None = None
+    compute_capability: tuple[int, int] | None = None
+    gpu_memory_gib: float | None = None
+    sm_count: int | None = None
+    driver: str | None = None
+    cuda_runtime: str | None = None
+    tensorrt: str | None = None
+    onnxruntime: str | None = None
+    ort_providers: tuple[str, ...] = field(default_factory=tuple)
+    cuda_bindings: str | None = None
+    onnx: str | None = None
+
+    # -- what the machine can do ---------------------------------------------------------------
+    @property
+    def has_gpu(self) -> bool:
+        return self.cuda_available and self.gpu_name is not None
+
+    @property
+    def has_tensorrt(self) -> bool:
+        return self.tensorrt is not None and self.has_gpu
+
+    @property
+    def device(self) -> str:
+        """'cuda' when a GPU is usable, else 'cpu'."""
+        return "cuda" if self.has_gpu else "cpu"
+
+    @property
+    def backend(self) -> str:
+        """The backend a lab uses for its main experiment on this machine."""
+        if self.has_tensorrt:
+            return f"TensorRT {self.tensorrt}"
+        if self.has_gpu:
+            return "PyTorch (CUDA)"
+        return "PyTorch / ONNX Runtime (CPU)"
+
+    @property
+    def machine(self) -> str:
+        """A one-line name of the hardware that produced a result."""
+        if self.has_gpu:
+            return f"{self.gpu_name} (sm_{self.compute_capability[0]}{self.compute_capability[1]})" \
+                if self.compute_capability else str(self.gpu_name)
+        return f"CPU: {self.cpu} ({self.cpu_count} cores)"
+
+    def header(self) -> str:
+        """The block every lab prints first: hardware, versions, and the backend in use."""
+        rows = [("machine", self.machine)]
+        if self.has_gpu:
+            rows += [
+                ("GPU memory", f"{self.gpu_memory_gib:.0f} GiB, {self.sm_count} SMs"),
+                ("driver / CUDA", f"{self.driver or 'unknown'} / {self.cuda_runtime or 'unknown'}"),
+            ]
+        rows += [
+            ("python", self.python),
+            ("PyTorch", self.torch or "not installed"),
+            ("TensorRT", self.tensorrt or "not installed"),
+            ("ONNX Runtime", f"{self.onnxruntime} {list(self.ort_providers)}" if self.onnxruntime else "not installed"),
+            ("backend", self.backend),
+        ]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k:<{width}} : {v}" for k, v in rows)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["backend"] = self.backend
+        d["machine"] = self.machine
+        return d
+
+
+@functools.lru_cache(maxsize=1)
+def detect() -> Environment:
+    """Look at the machine once (cached): GPU, versions, providers."""
+    torch_version = None
+    cuda = False
+    gpu = cc = mem = sms = cuda_rt = None
+    try:
+        import torch
+
+        torch_version = torch.__version__
+        cuda = bool(torch.cuda.is_available())
+        if cuda:
+            props = torch.cuda.get_device_properties(0)
+            gpu = props.name
+            cc = (props.major, props.minor)
+            mem = props.total_memory / 2**30
+            sms = props.multi_processor_count
+            cuda_rt = torch.version.cuda
+    except ImportError:
+        pass
+    ort_version, providers = None, ()
+    try:
+        import onnxruntime as ort
+
+        ort_version = ort.__version__
+        providers = tuple(ort.get_available_providers())
+    except ImportError:
+        pass
+    return Environment(
+        python=platform.python_version(),
+        os=f"{platform.system()} {platform.release()}",
+        cpu=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count() or 1,
+        torch=torch_version,
+        cuda_available=cuda,
+        gpu_name=gpu,
+        compute_capability=cc,
+        gpu_memory_gib=mem,
+        sm_count=sms,
+        driver=_driver_version() if cuda else None,
+        cuda_runtime=cuda_rt,
+        tensorrt=_tensorrt_version(),
+        onnxruntime=ort_version,
+        ort_providers=providers,
+        cuda_bindings=_dist_version("cuda-bindings", "cuda-python"),
+        onnx=_dist_version("onnx"),
+    )
+
+
+# -- requirements ------------------------------------------------------------------------------
+
+#: What each requirement needs, as (test, message when missing). Messages say what to do.
+_INSTALL_TRT = (
+    "Install TensorRT from NVIDIA's package index: `pip install -e \".[trt]\"` "
+    "(see README, 'With TensorRT'), then restart the kernel."
+)
+
+
+def _check(need: str, env: Environment) -> str | None:
+    """None when `need` is met, else the message to show."""
+    cc = env.compute_capability or (0, 0)
+    if need == "gpu":
+        if env.torch is None:
+            return "This needs PyTorch. Run `make setup` (README) to create the course environment."
+        if not env.has_gpu:
+            return ("This needs an NVIDIA GPU, and PyTorch sees none (torch.cuda.is_available() is False). "
+                    "On a GPU machine check `nvidia-smi` and that PyTorch is a CUDA build; "
+                    "on this machine the lab runs its CPU counterpart instead.")
+        return None
+    if need == "tensorrt":
+        if env.tensorrt is None:
+            return "This needs TensorRT, which is not installed. " + _INSTALL_TRT
+        if _version_tuple(env.tensorrt) < MIN_TENSORRT:
+            return (f"TensorRT {env.tensorrt} is too old: the course needs {MIN_TENSORRT[0]}.{MIN_TENSORRT[1]} or "
+                    "newer (strongly typed networks, name-based tensor API). " + _INSTALL_TRT)
+        return _check("gpu", env)
+    if need == "cuda-bindings":
+        if env.cuda_bindings is None:
+            return "This needs cuda-python: `pip install cuda-bindings` (it comes with the `trt` extra)."
+        return None
+    if need in ("fp8", "sparsity", "int8-tensor-cores", "bf16"):
+        missing = _check("gpu", env)
+        if missing:
+            return missing
+        floor = {"fp8": (8, 9), "sparsity": (8, 0), "int8-tensor-cores": (7, 5), "bf16": (8, 0)}[need]
+        what = {"fp8": "FP8 tensor cores", "sparsity": "2:4 sparse tensor cores",
+                "int8-tensor-cores": "INT8 tensor cores", "bf16": "BF16 tensor cores"}[need]
+        if cc < floor:
+            return (f"{env.gpu_name} (compute capability {cc[0]}.{cc[1]}) has no {what}: they need compute "
+                    f"capability {floor[0]}.{floor[1]} or newer (FP8: Ada or Hopper; 2:4 sparsity and BF16: Ampere). "
+                    "The lab reports this experiment as not applicable here.")
+        return None
+    if need == "onnxruntime":
+        return None if env.onnxruntime else "This needs ONNX Runtime: run `make setup` (README)."
+    raise ValueError(f"unknown requirement {need!r}; known: {sorted(REQUIREMENTS)}")
+
+
+REQUIREMENTS = ("gpu", "tensorrt", "cuda-bindings", "fp8", "sparsity", "int8-tensor-cores", "bf16", "onnxruntime")
+
+
+def has(*needs: str, env: Environment | None = None) -> bool:
+    """True when every requirement in `needs` is met on this machine."""
+    env = env or detect()
+    return all(_check(n, env) is None for n in needs)
+
+
+def require(*needs: str, env: Environment | None = None) -> Environment:
+    """Raise :class:`RequirementError` naming the first missing requirement; return the environment."""
+    env = env or detect()
+    for need in needs:
+        message = _check(need, env)
+        if message:
+            raise RequirementError(message)
+    return env
+
+
+# -- scale and folders -------------------------------------------------------------------------
+
+def scale(env: Environment | None = None) -> str:
+    """'full' on a GPU, 'small' on CPU; TRTLABS_SCALE=small|full overrides (for quick GPU runs)."""
+    forced = os.environ.get("TRTLABS_SCALE", "").strip().lower()
+    if forced in ("small", "full"):
+        return forced
+    env = env or detect()
+    return "full" if env.has_gpu else "small"
+
+
+def pick(full, small, env: Environment | None = None):
+    """`full` at full scale, `small` otherwise: how labs size their sweeps for the machine."""
+    return full if scale(env) == "full" else small
+
+
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """Engines, timing caches and measured ceilings (ignored by git); TRTLABS_CACHE overrides."""
+    path = Path(os.environ.get("TRTLABS_CACHE") or project_root() / ".cache")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def results_dir(lab: str | None = None) -> Path:
+    """Where labs write figures, CSV and claims JSON (ignored by git); TRTLABS_RESULTS overrides."""
+    path = Path(os.environ.get("TRTLABS_RESULTS") or project_root() / "results")
+    if lab:
+        path = path / lab
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,105 @@
+"""Sweeps over a parameter (batch size, shape, option) for several runners, and what they show.
+
+Introduced in lab 01 (batching). `batch_sweep` measures each runner at each batch size, `passes`
+times, so every point carries its run-to-run spread; `scaling` reads a throughput curve: the best
+batch, the gain over batch 1, and the batch where throughput stops scaling linearly.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Sequence
+
+from tqdm import tqdm
+
+from . import bench
+from .runners import Runner
+
+
+def batch_sweep(runners: Sequence[Runner], batch_sizes: Sequence[int], *, model: str, unit: str = "items",
+                passes: int = 2, measure_ms: float = 400.0, warmup_ms: float = 100.0,
+                progress: bool = True) -> list[dict]:
+    """One row per (runner, batch): median latency and throughput over `passes` passes, and the spread.
+
+    Passes run the whole sweep again (not back-to-back repeats of one point), so the spread also
+    catches drift such as clocks or other load changing during the sweep.
+    """
+    results: dict[tuple[str, int], list[bench.Measurement]] = {}
+    steps = [(p, r, b) for p in range(passes) for r in runners for b in batch_sizes]
+    for _, runner, batch in tqdm(steps, desc=f"{model} sweep", disable=not progress, mininterval=2.0):
+        m = runner.measure(batch, name=model, measure_ms=measure_ms, warmup_ms=warmup_ms)
+        results.setdefault((runner.label, batch), []).append(m)
+    rows = []
+    for runner in runners:
+        for batch in batch_sizes:
+            ms = results[(runner.label, batch)]
+            medians = [m.latency_ms.median for m in ms]
+            median_ms = statistics.median(medians)
+            rows.append({
+                "model": model,
+                "backend": runner.label,
+                "batch": batch,
+                "latency_ms": median_ms,
+                "p90_ms": statistics.median(m.latency_ms.p90 for m in ms),
+                "p99_ms": statistics.median(m.latency_ms.p99 for m in ms),
+                "host_ms": statistics.median(m.host_ms.median for m in ms),
+                f"throughput_{unit}_per_s": batch / (median_ms / 1e3),
+                "spread_pct": bench.spread_pct(medians) if len(medians) > 1 else float("nan"),
+                "pass_medians_ms": [round(x, 5) for x in medians],
+                "prepare_s": runner.prepare_seconds.get(batch, float("nan")),
+                "timer": ms[0].timer,
+            })
+    return rows
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """What a throughput-vs-batch curve shows."""
+
+    best_batch: int
+    best_throughput: float
+    batch1_throughput: float
+    knee_batch: int | None   # first batch whose step gained under half the ideal (linear) gain
+
+    @property
+    def gain_over_batch1(self) -> float:
+        return self.best_throughput / self.batch1_throughput
+
+
+def scaling(batches: Sequence[int], throughputs: Sequence[float], linear_fraction: float = 0.5) -> Scaling:
+    """Read a throughput curve measured at increasing batch sizes.
+
+    Doubling the batch ideally doubles throughput while the GPU has idle units; once it is
+    saturated, more batch only adds latency. The knee is the first step whose gain is below
+    `linear_fraction` of the ideal gain b/b_prev.
+    """
+    if len(batches) != len(throughputs) or not batches:
+        raise ValueError("need one throughput per batch size")
+    pts = sorted(zip(batches, throughputs))
+    if pts[0][0] != 1:
+        raise ValueError("the sweep must start at batch 1 to compare against it")
+    knee = None
+    for (b0, t0), (b1, t1) in zip(pts, pts[1:]):
+        if (t1 / t0) < 1 + linear_fraction * (b1 / b0 - 1):
+            knee = b1
+            break
+    best_batch, best = max(pts, key=lambda p: p[1])
+    return Scaling(best_batch=best_batch, best_throughput=best, batch1_throughput=pts[0][1], knee_batch=knee)
+
+
+def rows_for(rows: Sequence[dict], **match) -> list[dict]:
+    """The rows whose fields equal `match` (e.g. backend=..., model=...)."""
+    return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str], floatfmt: str = "{:,.4g}") -> str:
+    """A plain-text table of selected columns, numbers formatted."""
+    def cell(v):
+        return floatfmt.format(v) if isinstance(v, float) else str(v)
+
+    body = [[cell(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) if body else len(c) for i, c in enumerate(columns)]
+    lines = [" | ".join(c.rjust(w) for c, w in zip(columns, widths)), "-+-".join("-" * w for w in widths)]
+    lines += [" | ".join(v.rjust(w) for v, w in zip(b, widths)) for b in body]
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+import json
+import time
+
+import pytest
+import torch
+
+from common import bench
+
+
+def test_stats_quantiles_match_numpy():
+    np = pytest.importorskip("numpy")
+    xs = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0, 7.0]
+    s = bench.Stats.of(xs)
+    assert s.median == pytest.approx(np.median(xs))
+    assert s.p10 == pytest.approx(np.quantile(xs, 0.10))
+    assert s.p90 == pytest.approx(np.quantile(xs, 0.90))
+    assert s.p99 == pytest.approx(np.quantile(xs, 0.99))
+    assert (s.min, s.max, s.n) == (1.0, 10.0, 7)
+    with pytest.raises(ValueError):
+        bench.Stats.of([])
+
+
+def test_cpu_measure_times_a_sleep_and_warms_up_first():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        time.sleep(0.002)
+
+    m = bench.measure(fn, device="cpu", batch_size=4, warmup_ms=20, measure_ms=60, min_iters=5)
+    assert m.timer == "perf_counter" and m.device == "cpu"
+    assert 1.9 <= m.latency_ms.median < 10
+    assert m.warmup_ms >= 20 and len(calls) >= m.iterations + 2
+    assert m.throughput_per_s == pytest.approx(4 / (m.latency_ms.median / 1e3))
+    assert "batch 4" in m.throughput_formula() and "/ median latency" in m.throughput_formula()
+
+
+def test_iteration_count_fills_the_budget_within_limits():
+    assert bench._iterations(1.0, 100, 10, 1000) == 100
+    assert bench._iterations(50.0, 100, 10, 1000) == 10
+    assert bench._iterations(0.001, 100, 10, 1000) == 1000
+
+
+def test_measurement_round_trips_through_json(tmp_path):
+    m = bench.measure(lambda: sum(range(100)), device="cpu", warmup_ms=5, measure_ms=10, name="sum")
+    path = tmp_path / "m.json"
+    bench.save_measurements([m], path)
+    (back,) = bench.load_measurements(path)
+    assert back == m
+    assert json.loads(path.read_text())[0]["throughput_per_s"] == pytest.approx(m.throughput_per_s)
+
+
+def test_comparison_calls_differences_inside_the_spread_noise():
+    def fake(name, median):
+        s = bench.Stats.of([median])
+        return bench.Measurement(name, "x", "cpu", 1, s, s, median, 1, 0.0, "perf_counter")
+
+    noisy = bench.compare([fake("a", 1.00), fake("a", 1.10)], [fake("b", 0.98), fake("b", 1.0)])
+    assert not noisy.significant and "noise" in noisy.verdict()
+    real = bench.compare([fake("a", 2.0), fake("a", 2.02)], [fake("b", 1.0), fake("b", 1.01)])
+    assert real.significant and real.speedup == pytest.approx(2.01 / 1.005)
+    with pytest.raises(ValueError, match="two runs"):
+        bench.spread_pct([1.0])
+
+
+def test_gc_is_paused_while_timing_and_restored():
+    import gc
+
+    seen = []
+    bench.measure(lambda: seen.append(gc.isenabled()), device="cpu", warmup_ms=1, measure_ms=2, min_iters=3)
+    assert gc.isenabled()
+    assert seen[-1] is False   # the timed calls ran with the collector off
+
+
+def test_default_stream_is_refused():
+    if not torch.cuda.is_available():
+        with pytest.raises(TypeError):
+            bench._cuda_stream(object())
+        return
+    with pytest.raises(ValueError, match="default stream"):
+        bench._cuda_stream(torch.cuda.default_stream())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA events need a GPU")
+def test_cuda_measure_agrees_with_a_bare_event_loop():
+    a = torch.randn(2048, 2048, device="cuda", dtype=torch.float16)
+    m = bench.measure(lambda: a @ a, warmup_ms=50, measure_ms=200)
+    bare = bench.Stats.of(bench.bare_event_loop(lambda: a @ a, iterations=200)).median
+    assert m.timer == "cuda-events"
+    assert m.latency_ms.median == pytest.approx(bare, rel=0.15)

@@ -1,0 +1,69 @@
+import pytest
+
+from common import env
+from common.env import Environment, RequirementError
+
+CPU = Environment(python="3.11", os="Linux", cpu="x86_64", cpu_count=2, torch="2.13", cuda_available=False)
+H100 = Environment(python="3.12", os="Linux", cpu="x86_64", cpu_count=16, torch="2.11", cuda_available=True,
+                   gpu_name="NVIDIA H100 80GB HBM3", compute_capability=(9, 0), gpu_memory_gib=79.0, sm_count=132,
+                   tensorrt="11.4.0.106")
+T4 = Environment(python="3.12", os="Linux", cpu="x86_64", cpu_count=8, torch="2.11", cuda_available=True,
+                 gpu_name="Tesla T4", compute_capability=(7, 5), gpu_memory_gib=15.0, sm_count=40)
+
+
+def test_cpu_machine_is_told_what_to_do():
+    with pytest.raises(RequirementError, match="NVIDIA GPU"):
+        env.require("gpu", env=CPU)
+    with pytest.raises(RequirementError, match=r"NVIDIA's package index.*\.\[trt\]"):
+        env.require("tensorrt", env=CPU)
+    assert env.has("onnxruntime", env=CPU) is False  # onnxruntime=None in this profile
+    assert CPU.device == "cpu" and "CPU" in CPU.backend
+
+
+def test_old_gpu_lacks_fp8_and_sparsity_but_has_int8():
+    for need, floor in (("fp8", "8.9"), ("sparsity", "8.0")):
+        with pytest.raises(RequirementError, match=f"compute capability {floor}"):
+            env.require(need, env=T4)
+    assert env.has("int8-tensor-cores", env=T4)
+
+
+def test_tensorrt_too_old_is_refused_with_the_minimum():
+    old = Environment(**{**H100.__dict__, "tensorrt": "8.6.1"})
+    with pytest.raises(RequirementError, match="too old.*10.8"):
+        env.require("tensorrt", env=old)
+    assert env.has("tensorrt", "fp8", "sparsity", env=H100)
+    assert H100.backend.startswith("TensorRT 11.4")
+
+
+def test_unknown_requirement_is_a_programming_error():
+    with pytest.raises(ValueError, match="unknown requirement"):
+        env.require("tpu", env=H100)
+
+
+def test_header_names_machine_versions_and_backend():
+    text = H100.header()
+    for part in ("NVIDIA H100 80GB HBM3 (sm_90)", "132 SMs", "TensorRT", "11.4.0.106", "backend"):
+        assert part in text
+    assert "not installed" in CPU.header()
+
+
+def test_detect_on_this_machine_is_consistent():
+    found = env.detect()
+    assert found.device in ("cpu", "cuda")
+    assert found.has_gpu == env.has("gpu")
+
+
+def test_scale_override_and_pick(monkeypatch):
+    monkeypatch.setenv("TRTLABS_SCALE", "small")
+    assert env.scale(H100) == "small" and env.pick(1, 2, H100) == 2
+    monkeypatch.setenv("TRTLABS_SCALE", "full")
+    assert env.scale(CPU) == "full"
+    monkeypatch.delenv("TRTLABS_SCALE")
+    assert env.scale(CPU) == "small" and env.scale(H100) == "full"
+
+
+def test_folders_follow_environment_variables(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRTLABS_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("TRTLABS_RESULTS", str(tmp_path / "r"))
+    assert env.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
+    assert env.results_dir("01_batching") == tmp_path / "r" / "01_batching"
