@@ -43,6 +43,9 @@ def make_runners(name: str, scale: str, onnx_paths: dict[str, Path], *, with_com
     runners: list[Runner] = [TorchEagerRunner(model, make_input, device="cuda", precision="fp16")]
     if with_compile:
         runners.append(TorchCompileRunner(models.build(name, scale), make_input, device="cuda", precision="fp16"))
+    if "CUDAExecutionProvider" in env.detect().ort_providers:
+        runners.append(OnnxRuntimeRunner(onnx_paths["fp16"], make_input,
+                                         providers=["CUDAExecutionProvider", "CPUExecutionProvider"]))
     if env.has("tensorrt"):
         from .trt import BuildConfig, batch_profile
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from common.trt import buffers
-from common.trt.buffers import ShapeError, check_in_profile, nbytes, resolve_shape, volume
+from common.trt.buffers import ShapeError, check_in_profile, nbytes, resolve_shape, typed_view, volume
 
 API = json.loads((Path(__file__).parent / "data" / "tensorrt-11.4-python-api.json").read_text())
 
@@ -88,3 +88,13 @@ def test_check_in_profile():
     assert "'images'" in text and "profile 1" in text and "(1, 3)" in text and "(32, 3)" in text and "axes [0]" in text
     with pytest.raises(ShapeError, match="rank"):
         check_in_profile((8,), (1, 3), (32, 3))
+
+
+def test_typed_views_of_raw_storage():
+    storage = torch.zeros(64, dtype=torch.uint8)
+    v = typed_view(storage, (2, 3), "FLOAT")
+    assert v.dtype == torch.float32 and v.shape == (2, 3) and v.data_ptr() == storage.data_ptr()
+    v.fill_(1.0)
+    assert storage[:24].any() and not storage[24:].any()
+    assert typed_view(storage, (5,), "INT4").shape == (3,)  # packed: raw bytes, rounded up
+    assert typed_view(storage, (4,), "BF16").dtype == torch.bfloat16

@@ -447,7 +447,7 @@ def _plugin_stub(listing: dict[str, Any]) -> str:
         if info["type"] == "function":
             lines.append(f"def {name}(*args: typing.Any, **kwargs: typing.Any) -> typing.Any: ...")
         elif info["type"] in ("type", "SymIntExprMeta"):
-            lines += [f"class {name}:",
+            lines += ["", f"class {name}:",
                       "    def __init__(self, *args: typing.Any, **kwargs: typing.Any) -> None: ...",
                       "    def __getattr__(self, name: str) -> typing.Any: ..."]
         else:

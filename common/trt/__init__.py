@@ -12,11 +12,12 @@ from __future__ import annotations
 from common import env
 
 from .buffers import ShapeError, check_in_profile, nbytes, resolve_shape, volume
-from .build import BuildLog, BuildResult, EngineBuildError, OnnxParseError, build_engine, load_engine
+from .build import BuildResult, EngineBuildError, OnnxParseError, build_engine, load_engine
 from .cache import EngineCache, EngineCacheWarning, cache_key
 from .config import BuildConfig, Profile, batch_profile
 from .graphs import CudaError, CudaGraph, GraphCache, GraphCaptureError
 from .inspect import EngineInfo, IOTensorInfo, LayerInfo, TensorInfo, inspect_engine, parse_engine_information
+from .logger import BuildLog, make_logger
 from .profile import LayerTimes, attach_profiler
 from .run import EngineRunner, TensorSpec
 
@@ -38,7 +39,7 @@ __all__ = [
     "ShapeError", "check_in_profile", "nbytes", "resolve_shape", "volume",
     "EngineInfo", "IOTensorInfo", "LayerInfo", "TensorInfo", "inspect_engine", "parse_engine_information",
     "LayerTimes", "attach_profiler",
-    "BuildLog", "BuildResult", "EngineBuildError", "OnnxParseError", "build_engine", "load_engine",
+    "BuildLog", "make_logger", "BuildResult", "EngineBuildError", "OnnxParseError", "build_engine", "load_engine",
     "EngineRunner", "TensorSpec",
     "CudaError", "CudaGraph", "GraphCache", "GraphCaptureError",
 ]

@@ -124,3 +124,15 @@ def check_in_profile(shape: Sequence[int], min_shape: Sequence[int], max_shape: 
         raise ShapeError(f"{name!r}: shape {shape} is outside {where} on axes {bad}: the range is "
                          f"min {lo} .. max {hi}. Pick a shape in range, another profile, or rebuild "
                          "with a wider profile.")
+
+
+def typed_view(storage: Any, shape: Sequence[int], dtype_name: str) -> Any:
+    """The first bytes of a uint8 torch tensor `storage` as a tensor of `shape` and `dtype_name`.
+
+    Where torch has no such type, or it is packed (INT4, FP4), the raw bytes are returned instead.
+    """
+    size = nbytes(shape, dtype_name)
+    dtype = torch_dtype(dtype_name)
+    if dtype is None or is_packed(dtype_name):
+        return storage[:size]
+    return storage[:size].view(dtype).view(tuple(shape))

@@ -8,8 +8,6 @@ the parser's errors and never goes on to build.
 
 from __future__ import annotations
 
-import re
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from common import env
 
-from .cache import EngineCache, _write_atomic, cache_key
+from .cache import EngineCache, cache_key, write_atomic
 from .config import BuildConfig
+from .logger import BuildLog, make_logger
 
 if TYPE_CHECKING:
     import tensorrt as trt
-
-_SEVERITY_RANK = {"INTERNAL_ERROR": 0, "ERROR": 1, "WARNING": 2, "INFO": 3, "VERBOSE": 4}
 
 
 class OnnxParseError(RuntimeError):
@@ -52,53 +49,6 @@ class OnnxParseError(RuntimeError):
 
 class EngineBuildError(RuntimeError):
     """TensorRT could not build or deserialize the engine; the message carries its error log."""
-
-
-@dataclass
-class BuildLog:
-    """TensorRT's log messages as (severity name, text), searchable after a build (lab 09)."""
-
-    records: list[tuple[str, str]] = field(default_factory=list)
-
-    def add(self, severity: str, text: str) -> None:
-        self.records.append((severity, text))
-
-    def lines(self) -> list[str]:
-        return [f"[{sev}] {text}" for sev, text in self.records]
-
-    def errors(self) -> list[str]:
-        return [text for sev, text in self.records if _SEVERITY_RANK.get(sev, 9) <= 1]
-
-    def search(self, pattern: str) -> list[str]:
-        """Messages matching the regular expression `pattern`, e.g. r"\\(Sparsity\\)"."""
-        rx = re.compile(pattern)
-        return [text for _, text in self.records if rx.search(text)]
-
-
-def make_logger(log: BuildLog, *, verbose: bool = False) -> "trt.ILogger":
-    """A trt.ILogger that records INFO and worse (VERBOSE too when `verbose`) into `log`.
-
-    Warnings and errors also go to stderr, as TensorRT's own Logger(WARNING) would print them.
-    """
-    import tensorrt as trt
-
-    names = {trt.ILogger.INTERNAL_ERROR: "INTERNAL_ERROR", trt.ILogger.ERROR: "ERROR",
-             trt.ILogger.WARNING: "WARNING", trt.ILogger.INFO: "INFO", trt.ILogger.VERBOSE: "VERBOSE"}
-    keep_rank = _SEVERITY_RANK["VERBOSE" if verbose else "INFO"]
-
-    class _RecordingLogger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)  # pybind11 trampolines need the base __init__ called explicitly
-
-        def log(self, severity: "trt.ILogger.Severity", msg: str) -> None:
-            name = names.get(severity, str(severity))
-            rank = _SEVERITY_RANK.get(name, 4)
-            if rank <= keep_rank:
-                log.add(name, msg)
-            if rank <= _SEVERITY_RANK["WARNING"]:
-                print(f"[TensorRT {name}] {msg}", file=sys.stderr)
-
-    return _RecordingLogger()
 
 
 @dataclass
@@ -150,7 +100,7 @@ def load_engine(plan: bytes) -> "trt.ICudaEngine":
 
 
 def _host_bytes(host_memory: Any) -> bytes:
-    """Copy an IHostMemory out: it implements the buffer protocol (reference §2), which stubs omit."""
+    """Copy an IHostMemory (or any buffer) into bytes: IHostMemory has the buffer protocol (reference §2)."""
     return bytes(memoryview(host_memory))
 
 
@@ -184,7 +134,7 @@ def _enum(enum_cls: Any, name: str, what: str) -> Any:
     try:
         return getattr(enum_cls, name)
     except AttributeError:
-        raise EngineBuildError(f"this TensorRT has no {what} {name!r} (it may be newer than this TensorRT)") from None
+        raise EngineBuildError(f"this TensorRT has no {what}.{name}: that option needs a newer TensorRT") from None
 
 
 def _apply(builder: "trt.Builder", trt_config: "trt.IBuilderConfig", config: BuildConfig) -> None:
@@ -276,12 +226,16 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
     trt_config = builder.create_builder_config()
     _apply(builder, trt_config, config)
     timing_cache_path = Path(config.timing_cache_path) if config.timing_cache_path else None
+    # Referenced until the build ends: the config holds only a pointer to the timing cache.
+    timing_cache: "trt.ITimingCache | None" = None
     if timing_cache_path is not None:
         data = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
-        if not trt_config.set_timing_cache(trt_config.create_timing_cache(data), False):
+        timing_cache = trt_config.create_timing_cache(data)
+        if not trt_config.set_timing_cache(timing_cache, False):
             warnings.warn(f"timing cache {timing_cache_path} does not match this TensorRT/GPU; starting "
                           "an empty one", stacklevel=2)
-            trt_config.set_timing_cache(trt_config.create_timing_cache(b""), False)
+            timing_cache = trt_config.create_timing_cache(b"")
+            trt_config.set_timing_cache(timing_cache, False)
 
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, trt_config)
@@ -291,7 +245,7 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
     plan = _host_bytes(serialized)
     if timing_cache_path is not None:
         timing_cache_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(timing_cache_path, _host_bytes(trt_config.get_timing_cache().serialize()))
+        write_atomic(timing_cache_path, _host_bytes(trt_config.get_timing_cache().serialize()))
 
     t0 = time.perf_counter()
     engine = load_engine(plan)

@@ -61,7 +61,7 @@ def cache_key(onnx: str | os.PathLike[str] | bytes, config: BuildConfig,
     return _sha256(header.encode())
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename: readers see the old file or the new one."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -143,6 +143,6 @@ class EngineCache:
         plan = bytes(plan)
         record = {**meta, "key": key, "plan_sha256": _sha256(plan), "plan_bytes": len(plan)}
         text = json.dumps(record, sort_keys=True, indent=1)  # fails here, before any write, if not JSON-able
-        _write_atomic(plan_path, plan)
-        _write_atomic(meta_path, text.encode())
+        write_atomic(plan_path, plan)
+        write_atomic(meta_path, text.encode())
         return plan_path

@@ -157,7 +157,8 @@ class BuildConfig:
 
         verbosity = str(self.profiling_verbosity).lower()
         if verbosity not in PROFILING_VERBOSITIES:
-            raise ValueError(f"profiling_verbosity must be one of {PROFILING_VERBOSITIES}, got {self.profiling_verbosity!r}")
+            raise ValueError(f"profiling_verbosity must be one of {PROFILING_VERBOSITIES}, "
+                             f"got {self.profiling_verbosity!r}")
         set_("profiling_verbosity", verbosity)
         if self.tiling_optimization_level is not None:
             level = str(self.tiling_optimization_level).upper()

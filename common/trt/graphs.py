@@ -34,7 +34,7 @@ class GraphCaptureError(RuntimeError):
 
 def _cudart() -> Any:
     env.require("cuda-bindings")
-    from cuda.bindings import runtime as cudart
+    from cuda.bindings import runtime as cudart  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     return cudart
 
@@ -73,13 +73,14 @@ class CudaGraph:
         self.replays = 0
 
     @classmethod
-    def capture(cls, stream: Any, enqueue: Callable[[], object], *, warmup: bool = True) -> "CudaGraph":
-        """Capture what `enqueue` launches on `stream` into a graph and instantiate it.
+    def capture(cls, stream_handle: Any, enqueue: Callable[[], object], *, warmup: bool = True) -> "CudaGraph":
+        """Capture what `enqueue` launches on the stream into a graph and instantiate it.
 
-        `stream` is an int handle (or a ``torch.cuda.Stream``); `enqueue` must launch its work on
-        that stream and may return False to say it failed (as ``execute_async_v3`` does).
+        `stream_handle` is an int (``torch.cuda.Stream().cuda_stream``; a ``torch.cuda.Stream`` itself
+        is accepted too); `enqueue` must launch its work on that stream and may return False to say
+        it failed (as ``execute_async_v3`` does).
         """
-        handle = _stream_handle(stream)
+        handle = _stream_handle(stream_handle)
         if handle in _LEGACY_DEFAULT_STREAMS:
             raise ValueError("cannot capture a CUDA graph on the legacy default stream (handle "
                              f"{handle}): create a stream (torch.cuda.Stream()) and enqueue on it")

@@ -59,7 +59,12 @@ class _Slot:
 
 
 class EngineRunner:
-    """Execution contexts of one engine, their streams, buffers and CUDA graphs (lab 01)."""
+    """Execution contexts of one engine, their streams, buffers and CUDA graphs (lab 01).
+
+    Each of the `num_contexts` contexts gets its own new ``torch.cuda.Stream``; a `stream` passed in
+    is used by context 0 instead. Contexts start on profile 0; engines whose inputs are all static
+    get their buffers at once, others after :meth:`set_input_shapes`.
+    """
 
     def __init__(self, engine: "trt.ICudaEngine", *, num_contexts: int = 1,
                  stream: "torch.cuda.Stream | None" = None) -> None:
@@ -83,7 +88,8 @@ class EngineRunner:
             profiles: tuple[tuple[Shape, Shape, Shape], ...] = ()
             if is_input:
                 if any(d < 0 for d in shape):
-                    ranges = [engine.get_tensor_profile_shape(name, p) for p in range(engine.num_optimization_profiles)]
+                    ranges = [engine.get_tensor_profile_shape(name, p)
+                              for p in range(engine.num_optimization_profiles)]
                     profiles = tuple((_dims(r[0]), _dims(r[1]), _dims(r[2])) for r in ranges)
                 else:
                     profiles = ((shape, shape, shape),) * engine.num_optimization_profiles
@@ -97,7 +103,7 @@ class EngineRunner:
             slot = _Slot(context, stream if (i == 0 and stream is not None) else torch.cuda.Stream())
             slot.graphs = GraphCache(functools.partial(self._graph_key, slot), functools.partial(self._capture, slot))
             self._slots.append(slot)
-            if not any(s.is_dynamic for s in self.specs.values() if s.is_input):
+            if self._all_static:
                 self.set_input_shapes({}, ctx_index=i)
 
     # -- what the engine has ---------------------------------------------------------------------
@@ -108,6 +114,10 @@ class EngineRunner:
     @property
     def output_names(self) -> list[str]:
         return [n for n, s in self.specs.items() if not s.is_input]
+
+    @property
+    def _all_static(self) -> bool:
+        return not any(s.is_dynamic for s in self.specs.values() if s.is_input)
 
     @property
     def num_contexts(self) -> int:
@@ -157,7 +167,7 @@ class EngineRunner:
             raise RuntimeError(f"TensorRT refused to switch context {ctx_index} to profile {profile_index}")
         slot.profile_index, slot.input_shapes, slot.tensors = profile_index, {}, {}
         self._invalidate(slot)
-        if not any(s.is_dynamic for s in self.specs.values() if s.is_input):
+        if self._all_static:
             self.set_input_shapes({}, ctx_index=ctx_index)
 
     def set_input_shapes(self, shapes: Mapping[str, Sequence[int]], ctx_index: int = 0) -> None:
@@ -182,15 +192,17 @@ class EngineRunner:
             new[name] = shape
         if new == slot.input_shapes and slot.tensors:
             return
+        # Nothing counts as bound until this succeeds, so a failure half-way is redone next time.
+        slot.input_shapes, slot.tensors = {}, {}
+        self._invalidate(slot)
         for name, shape in new.items():
             if self.specs[name].is_dynamic and not slot.context.set_input_shape(name, trt.Dims(shape)):
                 raise buffers.ShapeError(f"TensorRT rejected shape {shape} for {name!r}")
         unresolved = slot.context.infer_shapes()
         if unresolved:
             raise buffers.ShapeError(f"TensorRT still lacks shapes for {unresolved}")
-        slot.input_shapes = new
-        self._invalidate(slot)
         self._bind(slot)
+        slot.input_shapes = new
 
     def _bind(self, slot: _Slot) -> None:
         import torch
@@ -208,7 +220,7 @@ class EngineRunner:
                 if storage is None or storage.numel() < size:
                     storage = torch.empty(max(size, 1), dtype=torch.uint8, device="cuda")
                     slot.storage[name] = storage
-                slot.tensors[name] = _typed_view(storage, shape, spec.dtype)
+                slot.tensors[name] = buffers.typed_view(storage, shape, spec.dtype)
                 if not slot.context.set_tensor_address(name, storage.data_ptr()):
                     raise RuntimeError(f"TensorRT rejected the address of {name!r}")
 
@@ -291,12 +303,3 @@ class EngineRunner:
         for slot in self._slots:
             self._invalidate(slot)
         self._slots.clear()
-
-
-def _typed_view(storage: "torch.Tensor", shape: Shape, dtype_name: str) -> "torch.Tensor":
-    """`storage`'s first bytes as a tensor of `shape`; raw bytes where torch has no such type."""
-    size = buffers.nbytes(shape, dtype_name)
-    torch_dtype = buffers.torch_dtype(dtype_name)
-    if torch_dtype is None or buffers.is_packed(dtype_name):
-        return storage[:size]
-    return storage[:size].view(torch_dtype).view(shape)
