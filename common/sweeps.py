@@ -18,7 +18,7 @@ from .runners import Runner
 
 
 def batch_sweep(runners: Sequence[Runner], batch_sizes: Sequence[int], *, model: str, unit: str = "items",
-                passes: int = 2, measure_ms: float = 500.0, warmup_ms: float = 200.0,
+                passes: int = 2, measure_ms: float = 300.0, warmup_ms: float = 100.0,
                 progress: bool = True) -> list[dict]:
     """One row per (runner, batch): median latency and throughput over `passes` passes, and the spread.
 
