@@ -2,7 +2,7 @@
 
 Introduced in lab 01 (batching). `batch_sweep` measures each runner at each batch size, `passes`
 times, so every point carries its run-to-run spread; `scaling` reads a throughput curve: the best
-batch, the gain over batch 1, and the batch where throughput stops scaling linearly.
+batch, the gain over batch 1, and the knee where the GPU saturates.
 """
 
 from __future__ import annotations
@@ -60,32 +60,31 @@ class Scaling:
     best_batch: int
     best_throughput: float
     batch1_throughput: float
-    knee_batch: int | None   # first batch whose step gained under half the ideal (linear) gain
+    knee_batch: int          # smallest batch reaching `saturation` of the best throughput
+    saturation: float
 
     @property
     def gain_over_batch1(self) -> float:
         return self.best_throughput / self.batch1_throughput
 
 
-def scaling(batches: Sequence[int], throughputs: Sequence[float], linear_fraction: float = 0.5) -> Scaling:
+def scaling(batches: Sequence[int], throughputs: Sequence[float], saturation: float = 0.8) -> Scaling:
     """Read a throughput curve measured at increasing batch sizes.
 
-    Doubling the batch ideally doubles throughput while the GPU has idle units; once it is
-    saturated, more batch only adds latency. The knee is the first step whose gain is below
-    `linear_fraction` of the ideal gain b/b_prev.
+    While the GPU has idle units, doubling the batch nearly doubles throughput; once it is
+    saturated, a larger batch only adds latency. The knee is the smallest batch whose throughput
+    reaches `saturation` (80%) of the best: past it no batch adds more than 1/0.8 = 1.25x. Defined
+    from the top of the curve, it is not fooled by the noise of host-bound points at small batches.
     """
     if len(batches) != len(throughputs) or not batches:
         raise ValueError("need one throughput per batch size")
     pts = sorted(zip(batches, throughputs))
     if pts[0][0] != 1:
         raise ValueError("the sweep must start at batch 1 to compare against it")
-    knee = None
-    for (b0, t0), (b1, t1) in zip(pts, pts[1:]):
-        if (t1 / t0) < 1 + linear_fraction * (b1 / b0 - 1):
-            knee = b1
-            break
     best_batch, best = max(pts, key=lambda p: p[1])
-    return Scaling(best_batch=best_batch, best_throughput=best, batch1_throughput=pts[0][1], knee_batch=knee)
+    knee = next(b for b, t in pts if t >= saturation * best)
+    return Scaling(best_batch=best_batch, best_throughput=best, batch1_throughput=pts[0][1], knee_batch=knee,
+                   saturation=saturation)
 
 
 def rows_for(rows: Sequence[dict], **match) -> list[dict]:
