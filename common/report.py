@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-from .env import detect, results_dir
+from .env import detect, project_root, results_dir
 
 HOLDS, FAILS, NOT_APPLICABLE = "holds", "does not hold", "not applicable here"
 
@@ -77,7 +77,10 @@ class LabReport:
         }
         path = results_dir(self.lab) / "claims.json"
         path.write_text(json.dumps(data, indent=1))
-        return str(path)
+        try:   # shown relative to the course folder: a notebook's output names no machine's paths
+            return str(path.relative_to(project_root()))
+        except ValueError:
+            return str(path)
 
 
 def load(lab: str) -> dict:
