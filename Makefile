@@ -6,6 +6,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Jupyter refuses to run as root unless told; containers and cloud GPU boxes often run as root.
+ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup setup-lab lab lab-headless test test-unit test-labs execute clean
 
@@ -25,10 +27,10 @@ setup: $(VENV)/.test-installed
 setup-lab: $(VENV)/.lab-installed
 
 lab: setup-lab
-	$(BIN)/jupyter lab labs/
+	$(BIN)/jupyter lab $(ROOT_OK) labs/
 
 lab-headless: setup-lab
-	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=8888 labs/
+	$(BIN)/jupyter lab --no-browser --ip=127.0.0.1 --port=8888 $(ROOT_OK) labs/
 
 test-unit: setup
 	$(BIN)/python -m pytest tests
