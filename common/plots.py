@@ -48,7 +48,7 @@ def line_plot(rows: Sequence[dict], *, x: str, y: str, series: str, title: str, 
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _finish(fig, rows, path, show)
+    return finish_figure(fig, rows, path, show)
 
 
 def bar_plot(rows: Sequence[dict], *, label: str, value: str, title: str, ylabel: str, path: str | Path,
@@ -63,10 +63,11 @@ def bar_plot(rows: Sequence[dict], *, label: str, value: str, title: str, ylabel
     ax.set(title=title, ylabel=ylabel)
     ax.tick_params(axis="x", labelrotation=30)
     ax.grid(True, axis="y", alpha=0.3)
-    return _finish(fig, rows, path, show)
+    return finish_figure(fig, rows, path, show)
 
 
-def _finish(fig, rows, path, show):
+def finish_figure(fig, rows: Sequence[dict], path: str | Path, show: bool = True) -> Path:
+    """Save `fig` as PNG and its data `rows` as CSV beside it, show it (notebooks), close it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

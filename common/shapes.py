@@ -596,15 +596,7 @@ def distribution_plot(studies: Sequence[SwitchStudy], *, title: str, path: str |
     ax.set(title=title, ylabel="latency / steady median at that shape")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path.with_suffix(".png"))
-    plots.write_csv(csv_rows, path.with_suffix(".csv"))
-    if show:
-        plt.show()
-    plt.close(fig)
-    return path.with_suffix(".png")
+    return plots.finish_figure(fig, csv_rows, path, show)
 
 
 def geometric_mean(values: Sequence[float]) -> float:

@@ -702,12 +702,4 @@ def timeline_plot(panels: dict[str, Sequence[Span]], *, title: str, path: str | 
         ax.legend(handles=[Patch(color=colors(i % 10), label=label) for i, label in enumerate(labels)],
                   fontsize=6, loc="lower right")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path.with_suffix(".png"))
-    plots.write_csv(rows, path.with_suffix(".csv"))
-    if show:
-        plt.show()
-    plt.close(fig)
-    return path.with_suffix(".png")
+    return plots.finish_figure(fig, rows, path, show)
