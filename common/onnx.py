@@ -17,6 +17,15 @@ import onnx
 import torch
 
 DEFAULT_OPSET = 17
+#: IR version of the graphs the course builds itself (ONNX 1.16's). onnx 1.23 stamps new models with
+#: IR 14, which ONNX Runtime 1.30 refuses to load; IR 10 is read by ONNX Runtime 1.17+ and TensorRT.
+PORTABLE_IR_VERSION = 10
+
+
+def portable(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Lower `model`'s IR version to :data:`PORTABLE_IR_VERSION` (in place) and return it."""
+    model.ir_version = min(model.ir_version, PORTABLE_IR_VERSION)
+    return model
 
 
 def export(model: torch.nn.Module, example: torch.Tensor, path: str | Path, *, dynamic_batch: bool = True,

@@ -71,3 +71,18 @@ def test_fp16_export_carries_fp16_io(tmp_path):
                              precision="fp16")
     m = onnx_pkg.load(str(path))
     assert m.graph.input[0].type.tensor_type.elem_type == onnx_pkg.TensorProto.FLOAT16
+
+
+def test_portable_caps_the_ir_version_for_onnx_runtime(tmp_path):
+    graph = onnx_pkg.helper.make_graph([onnx_pkg.helper.make_node("Relu", ["x"], ["y"])], "g",
+                                       [onnx_pkg.helper.make_tensor_value_info("x", onnx_pkg.TensorProto.FLOAT, [2])],
+                                       [onnx_pkg.helper.make_tensor_value_info("y", onnx_pkg.TensorProto.FLOAT, [2])])
+    model = onnx_pkg.helper.make_model(graph, opset_imports=[onnx_pkg.helper.make_opsetid("", 17)])
+    model.ir_version = 14
+    assert onnx_tools.portable(model).ir_version == onnx_tools.PORTABLE_IR_VERSION
+    old = onnx_pkg.helper.make_model(graph, opset_imports=[onnx_pkg.helper.make_opsetid("", 17)])
+    old.ir_version = 8
+    assert onnx_tools.portable(old).ir_version == 8
+    onnx_pkg.save(model, str(tmp_path / "relu.onnx"))
+    y = onnx_tools.ort_run(tmp_path / "relu.onnx", np.array([-1.0, 2.0], dtype=np.float32))
+    assert y.tolist() == [0.0, 2.0]

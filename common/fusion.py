@@ -1,0 +1,460 @@
+"""Lab 05 (fusion): graph rewrites with onnx-graphsurgeon, and one hand-written fused kernel.
+
+Introduced in lab 05 (fusion). What is here:
+
+- two small models: :class:`ConvResidualNet` (Conv + bias, + input, ReLU: what TensorRT fuses by
+  itself) and :class:`NormNet` (Linear, then a LayerNorm written by hand as nine ONNX ops);
+- the rewrites, each on an ``onnx_graphsurgeon`` graph and returning how many places it changed:
+  :func:`plant_transpose_pairs` (a no-op NHWC round trip after each Conv, as exporters leave behind),
+  :func:`remove_inverse_transposes` (its cure), and :func:`fuse_layernorm` (the nine-op chain into one
+  node: the custom op ``trtlabs::FusedLayerNorm`` that a TensorRT plugin serves, or its standard-op
+  twin ``LayerNormalization`` that ONNX Runtime can run to prove the rewrite computes the same);
+- ONNX Runtime at a chosen optimisation level (:func:`ort_session`), the node count of the graph it
+  actually runs (:func:`ort_optimized_node_count`) and timings before/after (:func:`ort_timing_rows`);
+- the same LayerNorm in PyTorch four ways on a GPU, with the Triton kernel of
+  :mod:`common.trt.plugins` behind a ``torch.library`` custom op (:func:`fused_layernorm_op`), checked
+  (:func:`verify_layernorm`) and timed against the copy bandwidth (:func:`layernorm_rows`);
+- the TensorRT study (engine layers against ONNX nodes, fused layers, timing), run only where
+  TensorRT is installed (:func:`tensorrt_rows`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import statistics
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import torch
+from torch import nn
+
+from . import bench
+from .onnx import max_relative_error, portable
+
+EPS = 1e-5
+PLUGIN_DOMAIN, PLUGIN_OP = "trtlabs", "FusedLayerNorm"
+
+#: The ONNX ops of the LayerNorm written by hand, in the order the exporter emits them.
+DECOMPOSED_OPS = ("ReduceMean", "Sub", "Pow", "ReduceMean", "Add", "Sqrt", "Div", "Mul", "Add")
+
+DECOMPOSED = "PyTorch eager, decomposed (9 ops)"
+TRITON = "Triton fused kernel (torch custom op)"
+COMPILED = "torch.compile of the decomposed"
+TORCH_LAYER_NORM = "torch.nn.functional.layer_norm"
+
+
+# -- the models ----------------------------------------------------------------------------------
+
+class ConvResidualNet(nn.Module):
+    """`depth` x (Conv3x3 with bias, + its input, ReLU): the conv+bias+add+activation pattern (lab 05)."""
+
+    def __init__(self, channels: int, depth: int) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = torch.relu(conv(x) + x)
+        return x
+
+
+def decomposed_layernorm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = EPS) -> torch.Tensor:
+    """LayerNorm over the last dimension written op by op: nine kernels in eager, nine ONNX nodes."""
+    centred = x - x.mean(-1, keepdim=True)
+    variance = centred.pow(2).mean(-1, keepdim=True)
+    return centred / torch.sqrt(variance + eps) * weight + bias
+
+
+class DecomposedLayerNorm(nn.Module):
+    """A LayerNorm the exporter cannot recognise: opset 17 sees nine ops, not LayerNormalization."""
+
+    def __init__(self, hidden: int, eps: float = EPS) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(hidden))
+        self.bias = nn.Parameter(torch.zeros(hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return decomposed_layernorm(x, self.weight, self.bias, self.eps)
+
+
+class NormNet(nn.Module):
+    """`depth` x (Linear(hidden -> hidden), hand-written LayerNorm): a transformer's pre-norm skeleton."""
+
+    def __init__(self, hidden: int, depth: int) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*(nn.Sequential(nn.Linear(hidden, hidden), DecomposedLayerNorm(hidden))
+                                      for _ in range(depth)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+def seeded(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Seeded weights, LayerNorm's weight and bias too (not 1 and 0), so the rewrite must carry them."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                fan_in = module.weight[0].numel()
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) / math.sqrt(2 * fan_in))
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+            elif isinstance(module, DecomposedLayerNorm):
+                module.weight.copy_(1 + 0.1 * torch.randn(module.weight.shape, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=generator))
+    return model.eval().requires_grad_(False)
+
+
+# -- graph rewrites ------------------------------------------------------------------------------
+
+def load_graph(path: str | Path) -> gs.Graph:
+    return gs.import_onnx(onnx.load(str(path)))
+
+
+def save_graph(graph: gs.Graph, path: str | Path) -> Path:
+    """Clean up, sort and write `graph`; declares the plugin's domain when a node uses it."""
+    graph.cleanup().toposort()
+    model = portable(gs.export_onnx(graph))
+    if any(node.domain == PLUGIN_DOMAIN for node in model.graph.node):
+        model.opset_import.append(onnx.helper.make_opsetid(PLUGIN_DOMAIN, 1))
+    else:
+        onnx.checker.check_model(model)   # a custom domain has no schema for the checker to use
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def onnx_node_count(path: str | Path) -> int:
+    return len(onnx.load(str(path)).graph.node)
+
+
+def _redirect_consumers(old: gs.Tensor, new: gs.Tensor, graph: gs.Graph) -> None:
+    """Every reader of `old` (a node input or a graph output) reads `new` instead."""
+    for node in list(old.outputs):
+        node.inputs = [new if t is old else t for t in node.inputs]
+    graph.outputs = [new if t is old else t for t in graph.outputs]
+
+
+def plant_transpose_pairs(graph: gs.Graph) -> int:
+    """After every Conv, Transpose to NHWC and straight back to NCHW: a no-op that stands between the
+    Conv and its Add + ReLU. Returns the number of pairs planted."""
+    convs = [node for node in graph.nodes if node.op == "Conv"]
+    for i, conv in enumerate(convs):
+        out = conv.outputs[0]
+        nhwc = gs.Variable(f"planted_nhwc_{i}", dtype=out.dtype)
+        nchw = gs.Variable(f"planted_nchw_{i}", dtype=out.dtype)
+        readers = list(out.outputs)
+        graph.nodes.append(gs.Node("Transpose", name=f"planted_to_nhwc_{i}", attrs={"perm": [0, 2, 3, 1]},
+                                   inputs=[out], outputs=[nhwc]))
+        graph.nodes.append(gs.Node("Transpose", name=f"planted_to_nchw_{i}", attrs={"perm": [0, 3, 1, 2]},
+                                   inputs=[nhwc], outputs=[nchw]))
+        for node in readers:
+            node.inputs = [nchw if t is out else t for t in node.inputs]
+    return len(convs)
+
+
+def _composes_to_identity(first: list[int], second: list[int]) -> bool:
+    return len(first) == len(second) and [first[p] for p in second] == list(range(len(first)))
+
+
+def remove_inverse_transposes(graph: gs.Graph) -> int:
+    """Bypass every Transpose followed only by the Transpose that undoes it; returns pairs removed."""
+    removed = 0
+    for first in [node for node in graph.nodes if node.op == "Transpose"]:
+        if not first.outputs:   # the second of a pair already removed
+            continue
+        middle = first.outputs[0]
+        readers = list(middle.outputs)
+        if len(readers) != 1 or readers[0].op != "Transpose" or middle in graph.outputs:
+            continue
+        second = readers[0]
+        if not _composes_to_identity(first.attrs["perm"], second.attrs["perm"]):
+            continue
+        _redirect_consumers(second.outputs[0], first.inputs[0], graph)
+        first.outputs.clear()
+        second.outputs.clear()
+        removed += 1
+    return removed
+
+
+def _constant(tensor: gs.Tensor) -> np.ndarray | None:
+    """The value of a constant input: an initializer, or the output of a Constant node."""
+    if isinstance(tensor, gs.Constant):
+        return np.asarray(tensor.values)
+    if len(tensor.inputs) == 1 and tensor.inputs[0].op == "Constant":
+        return np.asarray(tensor.inputs[0].attrs["value"].values)
+    return None
+
+
+def _sole_reader(tensor: gs.Tensor, op: str) -> gs.Node | None:
+    readers = list(tensor.outputs)
+    return readers[0] if len(readers) == 1 and readers[0].op == op else None
+
+
+def _reduces_last_axis(node: gs.Node) -> bool:
+    return list(node.attrs.get("axes", [])) == [-1] and node.attrs.get("keepdims", 1) == 1
+
+
+def _chain(tensor: gs.Tensor, ops: tuple[str, ...]) -> list[gs.Node] | None:
+    """The nodes `ops`, each the sole reader of the previous one's output, starting from `tensor`."""
+    nodes = []
+    for op in ops:
+        node = _sole_reader(tensor, op)
+        if node is None:
+            return None
+        nodes.append(node)
+        tensor = node.outputs[0]
+    return nodes
+
+
+def _match_layernorm(mean: gs.Node) -> dict[str, Any] | None:
+    """The nine-op chain that starts at ReduceMean `mean`, or None where the graph differs anywhere."""
+    x = mean.inputs[0]
+    sub = _sole_reader(mean.outputs[0], "Sub")
+    if not _reduces_last_axis(mean) or sub is None or sub.inputs[0] is not x:
+        return None
+    centred = sub.outputs[0]
+    readers = {node.op: node for node in centred.outputs}
+    if len(centred.outputs) != 2 or set(readers) != {"Pow", "Div"}:
+        return None
+    power, div = readers["Pow"], readers["Div"]
+    variance_chain = _chain(power.outputs[0], ("ReduceMean", "Add", "Sqrt", "Div"))
+    if variance_chain is None or variance_chain[-1] is not div or div.inputs[0] is not centred:
+        return None
+    variance, add_eps, sqrt, _ = variance_chain
+    affine = _chain(div.outputs[0], ("Mul", "Add"))
+    exponent, eps = _constant(power.inputs[1]), _constant(add_eps.inputs[1])
+    if (affine is None or exponent is None or exponent.size != 1 or float(exponent) != 2.0 or eps is None
+            or eps.size != 1 or not _reduces_last_axis(variance)):
+        return None
+    mul, add_bias = affine
+    weight, bias = mul.inputs[1], add_bias.inputs[1]
+    if not (isinstance(weight, gs.Constant) and isinstance(bias, gs.Constant)
+            and weight.values.ndim == 1 and tuple(weight.shape) == tuple(bias.shape)):
+        return None
+    return {"x": x, "weight": weight, "bias": bias, "epsilon": float(eps), "output": add_bias.outputs[0],
+            "nodes": [mean, sub, power, variance, add_eps, sqrt, div, mul, add_bias]}
+
+
+def fuse_layernorm(graph: gs.Graph, *, standard: bool = False) -> int:
+    """Replace each hand-written LayerNorm chain by one node; returns how many were replaced.
+
+    `standard=False` writes the custom op ``trtlabs::FusedLayerNorm`` (inputs x, weight, bias;
+    attribute epsilon) for the TensorRT plugin; `standard=True` writes its twin, the standard
+    ``LayerNormalization`` (axis -1), which ONNX Runtime runs: the same rewrite, checkable anywhere.
+    """
+    matches = [m for node in graph.nodes if node.op == "ReduceMean" and (m := _match_layernorm(node))]
+    for i, match in enumerate(matches):
+        output = match["output"]
+        for node in match["nodes"]:
+            node.outputs.clear()
+        inputs = [match["x"], match["weight"], match["bias"]]
+        if standard:
+            fused = gs.Node("LayerNormalization", name=f"layernorm_{i}", inputs=inputs, outputs=[output],
+                            attrs={"axis": -1, "epsilon": match["epsilon"]})
+        else:
+            fused = gs.Node(PLUGIN_OP, name=f"fused_layernorm_{i}", domain=PLUGIN_DOMAIN, inputs=inputs,
+                            outputs=[output], attrs={"epsilon": match["epsilon"]})
+        graph.nodes.append(fused)
+    return len(matches)
+
+
+def rewrite(source: str | Path, destination: str | Path, transform: Callable[..., int], **kwargs) -> tuple[Path, int]:
+    """Load `source`, apply `transform` (one of the rewrites above), save to `destination`."""
+    graph = load_graph(source)
+    changed = transform(graph, **kwargs)
+    return save_graph(graph, destination), changed
+
+
+# -- ONNX Runtime --------------------------------------------------------------------------------
+
+ORT_LEVELS = ("disabled", "basic", "all")
+
+
+def ort_session(path: str | Path, level: str = "all", threads: int | None = None, optimized_path: str | Path | None = None):
+    """A CPU session at ORT's optimisation `level`: "disabled" runs the graph as written, "basic"
+    removes no-ops and folds constants, "all" adds ORT's own fusions (LayerNorm, Conv+activation...)."""
+    import onnxruntime as ort
+
+    levels = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    if level not in levels:
+        raise ValueError(f"level must be one of {ORT_LEVELS}, got {level!r}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[level]
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def ort_optimized_node_count(path: str | Path, level: str = "basic") -> int:
+    """Nodes in the graph ORT really runs after its `level` of optimisation (written beside `path`)."""
+    optimized = Path(path).with_suffix(f".ort-{level}.onnx")
+    ort_session(path, level, optimized_path=optimized)
+    return onnx_node_count(optimized)
+
+
+def ort_output(path: str | Path, x: torch.Tensor, level: str = "all") -> np.ndarray:
+    session = ort_session(path, level)
+    return session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy()})[0]
+
+
+def ort_timing_rows(paths: Mapping[str, Path], x: torch.Tensor, levels: tuple[str, ...], *, passes: int = 3,
+                    measure_ms: float = 300.0, threads: int = 1) -> tuple[list[dict], dict[tuple[str, str], list[bench.Measurement]]]:
+    """Time each graph at each ORT level, `passes` times interleaved; one row per (graph, level).
+
+    One intra-op thread by default: the graphs are small, and a thread pool's scheduling noise would
+    hide the difference being measured."""
+    feed_value = x.detach().cpu().numpy()
+    sessions = {(name, level): ort_session(path, level, threads) for name, path in paths.items() for level in levels}
+    runs: dict[tuple[str, str], list[bench.Measurement]] = {key: [] for key in sessions}
+    for _ in range(passes):
+        for (name, level), session in sessions.items():
+            feed = {session.get_inputs()[0].name: feed_value}
+            runs[name, level].append(bench.measure(
+                functools.partial(session.run, None, feed), name=f"{name}, ORT {level}",
+                backend="ONNX Runtime CPU", batch_size=x.shape[0], device="cpu",
+                warmup_ms=100, measure_ms=measure_ms))
+    rows = [{"graph": name, "ort_level": level, "latency_ms": statistics.median(m.latency_ms.median for m in ms),
+             "spread_pct": bench.spread_pct(m.latency_ms.median for m in ms)} for (name, level), ms in runs.items()]
+    return rows, runs
+
+
+def before_after_verdicts(runs: Mapping[tuple[str, str], list[bench.Measurement]], before: str, after: str,
+                          levels: tuple[str, ...]) -> dict[str, bench.Comparison]:
+    """Per ORT level: the rewritten graph (`after`) against the original (`before`)."""
+    return {level: bench.compare(runs[before, level], runs[after, level]) for level in levels}
+
+
+# -- the fused LayerNorm in PyTorch (GPU) --------------------------------------------------------
+
+def has_triton() -> bool:
+    """True where the fused kernel can run: a CUDA GPU and Triton importable (not imported here)."""
+    import importlib.util
+
+    return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
+
+
+@functools.cache
+def fused_layernorm_op() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]:
+    """``torch.ops.trtlabs.fused_layernorm``: the plugin's Triton kernel as a PyTorch op (GPU only).
+
+    A ``torch.library`` custom op, so ``torch.compile`` treats it as one opaque node; its fake
+    (meta) implementation tells the compiler the output's shape and dtype without running it.
+    """
+    if not torch.cuda.is_available():
+        raise RuntimeError("the fused LayerNorm is a Triton kernel: it needs an NVIDIA GPU")
+    from .trt import plugins   # imports Triton
+
+    @torch.library.custom_op("trtlabs::fused_layernorm", mutates_args=(),
+                             schema="(Tensor x, Tensor weight, Tensor bias, float eps) -> Tensor")
+    def fused_layernorm(x, weight, bias, eps):
+        y = torch.empty_like(x)
+        plugins.launch(x, weight, bias, y, eps)
+        return y
+
+    @fused_layernorm.register_fake
+    def _(x, weight, bias, eps):
+        return torch.empty_like(x)
+
+    return torch.ops.trtlabs.fused_layernorm
+
+
+def layernorm_inputs(rows: int, cols: int, *, device: str, dtype: torch.dtype, seed: int = 0):
+    """x (rows x cols) and LayerNorm's weight and bias, seeded, on `device`."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, cols, generator=generator) * 2 + 0.5
+    weight = 1 + 0.1 * torch.randn(cols, generator=generator)
+    bias = 0.1 * torch.randn(cols, generator=generator)
+    return tuple(t.to(device=device, dtype=dtype) for t in (x, weight, bias))
+
+
+def layernorm_candidates(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *,
+                         with_triton: bool, with_compile: bool) -> dict[str, Callable[[], torch.Tensor]]:
+    """The same LayerNorm several ways, each a no-argument function of the fixed inputs."""
+    candidates: dict[str, Callable[[], torch.Tensor]] = {
+        DECOMPOSED: lambda: decomposed_layernorm(x, weight, bias),
+        TORCH_LAYER_NORM: lambda: torch.nn.functional.layer_norm(x, x.shape[-1:], weight, bias, EPS),
+    }
+    if with_triton:
+        fused = fused_layernorm_op()
+        candidates[TRITON] = lambda: fused(x, weight, bias, EPS)
+    if with_compile:
+        compiled = torch.compile(decomposed_layernorm, dynamic=False)
+        candidates[COMPILED] = lambda: compiled(x, weight, bias)
+    return candidates
+
+
+def verify_layernorm(candidates: Mapping[str, Callable[[], torch.Tensor]], x: torch.Tensor, weight: torch.Tensor,
+                     bias: torch.Tensor) -> dict[str, float]:
+    """Relative error of each candidate against ``layer_norm`` computed in FP32."""
+    reference = torch.nn.functional.layer_norm(x.float(), x.shape[-1:], weight.float(), bias.float(), EPS)
+    return {name: max_relative_error(fn().float(), reference) for name, fn in candidates.items()}
+
+
+def layernorm_bytes(rows: int, cols: int, element_size: int) -> int:
+    """Bytes a LayerNorm must move at least: read x, write y, read weight and bias."""
+    return (2 * rows * cols + 2 * cols) * element_size
+
+
+def measure_candidates(candidates: Mapping[str, Callable[[], Any]], *, device: str, passes: int = 2,
+                       measure_ms: float = 300.0, label: Callable[[str], str] = str) -> dict[str, list[bench.Measurement]]:
+    """Each candidate `passes` times, interleaved, on its own created stream on a GPU."""
+    streams = {name: torch.cuda.Stream() if device == "cuda" else None for name in candidates}
+    runs: dict[str, list[bench.Measurement]] = {name: [] for name in candidates}
+    for _ in range(passes):
+        for name, fn in candidates.items():
+            runs[name].append(bench.measure(fn, name=label(name), backend=label(name), device=device,
+                                            stream=streams[name], warmup_ms=100, measure_ms=measure_ms))
+    return runs
+
+
+def layernorm_rows(runs: Mapping[str, list[bench.Measurement]], nbytes: int, copy_gbps: float | None) -> list[dict]:
+    """Latency, achieved GB/s = bytes / latency, share of the copy bandwidth, speedup over decomposed."""
+    baseline = statistics.median(m.latency_ms.median for m in runs[DECOMPOSED])
+    rows = []
+    for name, ms in runs.items():
+        latency_ms = statistics.median(m.latency_ms.median for m in ms)
+        gbps = nbytes / (latency_ms / 1e3) / 1e9
+        rows.append({"kernel": name, "latency_ms": latency_ms, "spread_pct": bench.spread_pct(m.latency_ms.median for m in ms),
+                     "gb_per_s": gbps, "pct_of_copy": 100 * gbps / copy_gbps if copy_gbps else float("nan"),
+                     "speedup_vs_decomposed": baseline / latency_ms})
+    return rows
+
+
+# -- TensorRT (only where it is installed) -------------------------------------------------------
+
+def tensorrt_rows(paths: Mapping[str, Path], x: torch.Tensor, reference: torch.Tensor, *, precision: str,
+                  tolerance: float) -> tuple[list[dict], dict[str, list[bench.Measurement]]]:
+    """Per ONNX graph: its nodes, the engine's layers and fused layers, whether it matches, its latency.
+
+    Registers the FusedLayerNorm plugin first, so a graph with that op parses.
+    """
+    from .runners import TensorRTRunner
+    from .trt import inspect_engine
+    from .trt.plugins import register_plugin
+
+    register_plugin()
+    rows, runs = [], {}
+    for name, path in paths.items():
+        runner = TensorRTRunner(path, lambda batch: x, precision=precision)
+        runner.prepare(x.shape[0])
+        runner.run()
+        error = max_relative_error(runner.output(), reference)
+        info = inspect_engine(runner.build.engine)
+        runs[name] = [runner.measure(x.shape[0], name=f"{name}, {runner.label}", warmup_ms=100, measure_ms=300)
+                      for _ in range(2)]
+        rows.append({"graph": name, "onnx_nodes": onnx_node_count(path), "engine_layers": len(info.layers),
+                     "fused_layers": len(info.fused_layers()), "matches": error <= tolerance,
+                     "latency_ms": statistics.median(m.latency_ms.median for m in runs[name]),
+                     "layer_names": [layer.name for layer in info.layers]})
+    return rows, runs
