@@ -233,6 +233,20 @@ def _measure_cpu(fn, name, backend, batch_size, warmup_ms, measure_ms, min_iters
     )
 
 
+def measure_interleaved(configs: dict, *, passes: int = 2, **kwargs) -> dict:
+    """Measure each configuration `passes` times, all of them once per pass (never back to back).
+
+    `configs` maps a key to the keyword arguments of :func:`measure` for it (fn, name, stream, ...);
+    `kwargs` are shared by all. Interleaving makes drift of clocks or host load show up as
+    run-to-run spread of every configuration rather than as a difference between two of them.
+    """
+    runs: dict = {key: [] for key in configs}
+    for _ in range(passes):
+        for key, config in configs.items():
+            runs[key].append(measure(**{**kwargs, **config}))
+    return runs
+
+
 # -- comparing two measurements honestly ---------------------------------------------------------
 
 def spread_pct(medians: Iterable[float]) -> float:

@@ -188,13 +188,10 @@ def measure_passes(timed: Mapping[str, Timed], *, device: str, batch_size: int, 
     The passes are interleaved (all configurations, then all again), so drift of clocks or host
     load between passes shows up as run-to-run spread instead of as a difference between them.
     """
-    runs: dict[str, list[bench.Measurement]] = {label: [] for label in timed}
-    for _ in range(passes):
-        for label, config in timed.items():
-            runs[label].append(bench.measure(config.fn, name=label, backend=label, batch_size=batch_size,
-                                             device=device, stream=config.stream, warmup_ms=warmup_ms,
-                                             measure_ms=measure_ms))
-    return runs
+    configs = {label: {"fn": config.fn, "name": label, "backend": label, "stream": config.stream}
+               for label, config in timed.items()}
+    return bench.measure_interleaved(configs, passes=passes, batch_size=batch_size, device=device,
+                                     warmup_ms=warmup_ms, measure_ms=measure_ms)
 
 
 def comparison_rows(runs: Mapping[str, Sequence[bench.Measurement]], baseline: str, *, depth: int = DEPTH) -> list[dict]:

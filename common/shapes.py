@@ -330,12 +330,9 @@ def measure_passes(fns: Mapping[int, Callable[[], None]], *, name: str, backend:
                    measure_ms: float = 300.0) -> dict[int, list[bench.Measurement]]:
     """Steady state of each batch's function, `passes` sweeps over all batches (each point twice)."""
     device = "cpu" if stream is None else "cuda"
-    out: dict[int, list[bench.Measurement]] = {batch: [] for batch in fns}
-    for _ in range(passes):
-        for batch, fn in fns.items():
-            out[batch].append(bench.measure(fn, name=name, backend=backend, batch_size=batch, device=device,
-                                            stream=stream, warmup_ms=warmup_ms, measure_ms=measure_ms))
-    return out
+    configs = {batch: {"fn": fn, "batch_size": batch} for batch, fn in fns.items()}
+    return bench.measure_interleaved(configs, passes=passes, name=name, backend=backend, device=device,
+                                     stream=stream, warmup_ms=warmup_ms, measure_ms=measure_ms)
 
 
 def compile_study(model: torch.nn.Module, inputs: Mapping[int, torch.Tensor], reference: Mapping[int, torch.Tensor],

@@ -89,3 +89,13 @@ def test_cuda_measure_agrees_with_a_bare_event_loop():
     bare = bench.Stats.of(bench.bare_event_loop(sleep, iterations=2000)).median
     assert m.timer == "cuda-events"
     assert m.latency_ms.median == pytest.approx(bare, rel=0.05)
+
+
+def test_measure_interleaved_alternates_configurations():
+    order = []
+    configs = {"a": {"fn": lambda: order.append("a"), "name": "a"}, "b": {"fn": lambda: order.append("b"), "name": "b"}}
+    runs = bench.measure_interleaved(configs, passes=2, device="cpu", warmup_ms=1, measure_ms=2, min_iters=3)
+    assert [len(v) for v in runs.values()] == [2, 2] and runs["b"][0].name == "b"
+    # a's calls, then b's, then a's again: never one configuration's two passes back to back
+    switches = [x for i, x in enumerate(order) if i == 0 or order[i - 1] != x]
+    assert switches == ["a", "b", "a", "b"]
