@@ -409,13 +409,10 @@ def layernorm_bytes(rows: int, cols: int, element_size: int) -> int:
 def measure_candidates(candidates: Mapping[str, Callable[[], Any]], *, device: str, passes: int = 2,
                        measure_ms: float = 300.0, label: Callable[[str], str] = str) -> dict[str, list[bench.Measurement]]:
     """Each candidate `passes` times, interleaved, on its own created stream on a GPU."""
-    streams = {name: torch.cuda.Stream() if device == "cuda" else None for name in candidates}
-    runs: dict[str, list[bench.Measurement]] = {name: [] for name in candidates}
-    for _ in range(passes):
-        for name, fn in candidates.items():
-            runs[name].append(bench.measure(fn, name=label(name), backend=label(name), device=device,
-                                            stream=streams[name], warmup_ms=100, measure_ms=measure_ms))
-    return runs
+    configs = {name: {"fn": fn, "name": label(name), "backend": label(name),
+                      "stream": torch.cuda.Stream() if device == "cuda" else None}
+               for name, fn in candidates.items()}
+    return bench.measure_interleaved(configs, passes=passes, device=device, warmup_ms=100, measure_ms=measure_ms)
 
 
 def layernorm_rows(runs: Mapping[str, list[bench.Measurement]], nbytes: int, copy_gbps: float | None) -> list[dict]:

@@ -163,10 +163,8 @@ def measure_reductions(reductions: Sequence[TorchReduce | OrtReduce], *, backend
     Returns one row per case — median of the pass medians, run-to-run spread, GB/s from the bytes a
     reduction must move, and that as a % of `copy_gbps` — and the measurements by case name.
     """
-    runs: dict[str, list[bench.Measurement]] = {r.case.name: [] for r in reductions}
-    for _ in range(passes):
-        for r in reductions:
-            runs[r.case.name].append(bench.measure(r, name=r.case.name, backend=backend, device=device, **bench_kwargs))
+    runs = bench.measure_interleaved({r.case.name: {"fn": r, "name": r.case.name} for r in reductions},
+                                     passes=passes, backend=backend, device=device, **bench_kwargs)
     rows = []
     for r in reductions:
         itemsize = r.x.element_size() if isinstance(r.x, torch.Tensor) else r.x.itemsize

@@ -81,7 +81,3 @@ class LabReport:
             return str(path.relative_to(project_root()))
         except ValueError:
             return str(path)
-
-
-def load(lab: str) -> dict:
-    return json.loads((results_dir(lab) / "claims.json").read_text())

@@ -36,7 +36,7 @@ from matplotlib.patches import Patch
 from torch import nn
 from torch.nn import functional as F
 
-from . import bench, env, models, plots
+from . import batching, bench, env, models, plots
 from . import onnx as onnx_tools
 from .runners import Runner, TorchCudaGraphRunner, TorchEagerRunner
 
@@ -46,7 +46,7 @@ BRANCHES = 4
 #: One figure for every timeline, whatever the number of panels: its size never depends on the machine.
 TIMELINE_FIGSIZE = (9.0, 9.0)
 #: Relative error allowed against the FP32 reference on the CPU (FP16 keeps about three digits).
-FP16_TOLERANCE = 2e-2
+FP16_TOLERANCE = batching.tolerance("fp16")
 
 
 # -- the multi-branch network ---------------------------------------------------------------------
