@@ -110,6 +110,28 @@ class TransformerBlock(nn.Module):
         return x + self.fc2(F.gelu(self.fc1(self.norm2(x))))
 
 
+class DigitsCNN(nn.Module):
+    """A small CNN for the 8x8 digits of `common.datasets` (labs 08 and 09).
+
+    Three 3x3 convolutions (width, 2*width, 4*width channels) with BatchNorm and ReLU, one 2x2
+    max-pool, global average pooling and a linear classifier. `width` scales every layer, so the
+    same architecture serves the accuracy runs (narrow) and the speed runs (wide).
+    """
+
+    def __init__(self, width: int = 32, num_classes: int = 10, in_channels: int = 1):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 4 * width, 3, padding=1, bias=False), nn.BatchNorm2d(4 * width), nn.ReLU(),
+        )
+        self.classifier = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(F.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """How to build a zoo model and what one input sample looks like (without the batch dim)."""
