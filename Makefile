@@ -2,14 +2,15 @@
 #   make lab            set up, then open the course in JupyterLab
 #   make lab-headless   the same on a server: no browser, prints the URL with its token
 #   make test           set up, then run the whole test suite, notebooks included
-#   make execute        run every lab headless on this machine into results/executed
+#   make report         run every lab headless on this machine, then write report/report.html
+#                       workshop mode: make report LABS=00,01,03 SCALE=small BUDGET=20 (minutes)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Jupyter refuses to run as root unless told; containers and cloud GPU boxes often run as root.
 ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup setup-lab lab lab-headless test test-unit test-labs execute clean
+.PHONY: setup setup-lab lab lab-headless test test-unit test-labs report clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,8 +41,10 @@ test-labs: setup
 
 test: test-unit test-labs
 
-execute: setup
-	$(BIN)/python -m common.execute
+# Executed notebooks, results and report.html land in report/ (ignored); committed notebooks are untouched.
+report: setup
+	$(BIN)/python -m common.execute --report $(if $(LABS),--labs $(LABS)) $(if $(SCALE),--scale $(SCALE)) \
+		$(if $(BUDGET),--budget-min $(BUDGET))
 
 clean:
-	rm -rf $(VENV) .cache results
+	rm -rf $(VENV) .cache results report
