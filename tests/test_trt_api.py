@@ -262,6 +262,42 @@ def test_mypy_with_stubs_passes_correct_code(tmp_path: Path, stubs: Path, mypy_c
 
 
 # --------------------------------------------------------------------------------------------
+# TensorRT 10.x: the version guard
+
+GUARDED = textwrap.dedent("""\
+    import tensorrt as trt
+    from common.trt import compat
+
+    def make(builder, config):
+        if compat.is_trt10(trt):
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)   # 10.x only: fine here
+            config.set_flag(trt.BuilderFlag.FP16)
+        else:
+            flags = 0
+            route = trt.IBuilderConfig.build_route      # 11.x only: fine here
+        if not compat.is_trt10(trt):
+            kind = trt.AttentionIOForm                  # 11.x only, negated guard
+        mode = trt.TacticSource.CUDNN if compat.is_trt10(trt) else trt.TacticSource.EDGE_MASK_CONVOLUTIONS
+        return trt.CausalMaskKind                       # flagged: added in 11, used unguarded
+    trt.IInt8EntropyCalibrator2                         # flagged: removed in 11, used unguarded
+""")
+
+
+def test_version_guard_checks_each_branch_against_its_version() -> None:
+    problems = trt_api.check_versions(GUARDED, "guarded.py", LISTING, LISTING_10)
+    assert sorted(p.name for p in problems) == ["trt.CausalMaskKind", "trt.IInt8EntropyCalibrator2"]
+    assert all("outside a version guard" in p.message for p in problems)
+
+
+def test_10_16_view_restores_removed_names_and_drops_added_ones() -> None:
+    old = LISTING_10["classes"]
+    assert "FP16" in old["BuilderFlag"]["enum_values"] and "IInt8EntropyCalibrator2" in old
+    assert "AttentionIOForm" not in old and "build_route" not in old["IBuilderConfig"]["properties"]
+    assert "STRONGLY_TYPED" in old["NetworkDefinitionCreationFlag"]["enum_values"]
+    assert "FP16" not in LISTING["classes"]["BuilderFlag"]["enum_values"]   # the 11.4 listing is untouched
+
+
+# --------------------------------------------------------------------------------------------
 # The real check: the project's own code
 
 
@@ -273,10 +309,13 @@ def test_project_sources_are_all_found() -> None:
     assert set(SOURCES) == modules | notebooks
 
 
+LISTING_10 = trt_api.listing_for_10_16(LISTING)
+
+
 @pytest.mark.parametrize("label", sorted(SOURCES))
-def test_tensorrt_names_exist_in_11_4(label: str) -> None:
-    problems = trt_api.check_uses(trt_api.find_trt_uses(SOURCES[label], label), LISTING)
-    assert not problems, "TensorRT 11.4 API problems:\n" + "\n".join(map(str, problems))
+def test_tensorrt_names_exist_in_11_4_and_unguarded_ones_in_10_16(label: str) -> None:
+    problems = trt_api.check_versions(SOURCES[label], label, LISTING, LISTING_10)
+    assert not problems, "TensorRT API problems:\n" + "\n".join(map(str, problems))
 
 
 def test_common_trt_type_checks_with_stubs(stubs: Path, mypy_cache: Path) -> None:

@@ -841,3 +841,104 @@ def run_mypy(paths: Sequence[str | Path], stubs_dir: str | Path,
         ]) + "\n", encoding="utf-8")
         stdout, stderr, status = mypy.api.run(["--config-file", str(config), *map(str, paths)])
     return status, stdout + stderr
+
+
+# --------------------------------------------------------------------------------------------
+# TensorRT 10.x: version-guarded code
+
+
+#: Names that 11.x added, which 10.16 therefore lacks (TENSORRT_11_REFERENCE.md section 12, and the
+#: listing's 11.1-source vs 11.4-wheel diff). Classes absent from 10.16 are flagged in the listing.
+ADDED_IN_11: dict[str, tuple[str, ...]] = {
+    "INetworkDefinition": ("add_attention_v2",),
+    "IAttention": ("query_form", "key_value_form", "query_lengths", "key_value_lengths", "causal_kind"),
+    "IKVCacheUpdateLayer": ("update_form", "update_lengths"),
+    "CollectiveOperation": ("ALL_TO_ALL", "GATHER", "SCATTER"),
+    "IBuilderConfig": ("build_route", "all_build_routes"),
+    "IOptimizationProfile": ("profile_stream",),
+    "Refitter": ("release_refit_resources",),
+    "Runtime": ("dla_workspace_allocation_strategy",),
+}
+#: The guard the project's code branches on (common/trt/compat.py).
+VERSION_GUARD = "is_trt10"
+
+
+def listing_for_10_16(listing: dict[str, Any]) -> dict[str, Any]:
+    """The listing as TensorRT 10.16 had it, as far as the listing records.
+
+    Members 11.x removed come back (enum members as members; others as properties, whose arity the
+    listing no longer knows); classes and members 11.x added go. A member that a 10.x minor release
+    after 10.8 added is not recorded anywhere, so it passes here: the guard for such a feature is a
+    ``hasattr`` test (see ``compat.has_aot_plugins``).
+    """
+    old = json.loads(json.dumps(listing))
+    old["meta"] = {**old["meta"], "tensorrt_version": "10.16"}
+    diff = old["diff_10_16_source_to_11_4"]
+    classes = old["classes"]
+    for name in [n for n, c in classes.items() if c.get("present_in_source_10_16") is False]:
+        del classes[name]
+    for cls, members in ADDED_IN_11.items():
+        for key in ("methods", "properties", "enum_values"):
+            for member in members:
+                classes.get(cls, {}).get(key, {}).pop(member, None)
+    for name in diff["classes_removed"]:
+        classes[name] = {"kind": "class", "bases": [], "methods": {}, "properties": {}}
+    for cls, members in diff["per_class_removed_members"].items():
+        entry = classes[cls]
+        key = "enum_values" if entry["kind"] == "enum" else "properties"
+        entry.setdefault(key, {}).update({m: "removed in 11" for m in members})
+    old["diff_10_16_source_to_11_4"] = {"classes_removed": [], "per_class_removed_members": {}, "classes_added": []}
+    return old
+
+
+def guarded_lines(source: str, filename: str) -> dict[int, str]:
+    """``{line: "10" or "11"}`` for lines inside ``if ...is_trt10(...):`` (10) or its ``else`` (11)."""
+    tree = _parse(source, filename)
+    versions: dict[int, str] = {}
+
+    def is_guard(test: ast.expr) -> bool | None:
+        negated = isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)
+        inner = test.operand if negated and isinstance(test, ast.UnaryOp) else test
+        if isinstance(inner, ast.Call):
+            func = inner.func
+            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+            if name == VERSION_GUARD:
+                return not negated
+        return None
+
+    def mark(nodes: list[ast.stmt], version: str) -> None:
+        for node in nodes:
+            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
+                versions.setdefault(line, version)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            guard = is_guard(node.test)
+            if guard is not None:
+                mark(node.body, "10" if guard else "11")
+                mark(node.orelse, "11" if guard else "10")
+        elif isinstance(node, ast.IfExp):
+            guard = is_guard(node.test)
+            if guard is not None:
+                for branch, version in ((node.body, "10" if guard else "11"), (node.orelse, "11" if guard else "10")):
+                    for line in range(branch.lineno, (branch.end_lineno or branch.lineno) + 1):
+                        versions.setdefault(line, version)
+    return versions
+
+
+def check_versions(source: str, filename: str, listing: dict[str, Any],
+                   listing_10: dict[str, Any] | None = None) -> list[Problem]:
+    """Names in a 10.x branch against 10.16, in an 11.x branch against 11.4, elsewhere against both."""
+    listing_10 = listing_10 or listing_for_10_16(listing)
+    guards = guarded_lines(source, filename)
+    checkers = {"11": _Checker(listing), "10": _Checker(listing_10)}
+    problems = []
+    for use in find_trt_uses(source, filename):
+        branch = guards.get(use.line)
+        for version in ([branch] if branch else ["11", "10"]):
+            problem = checkers[version].check(use)
+            if problem:
+                note = "" if branch else " (outside a version guard, so it must exist in both)"
+                problems.append(dataclasses.replace(problem, message=problem.message + note))
+                break
+    return problems

@@ -1,8 +1,8 @@
 """ONNX -> TensorRT engine, with every parser error reported and engines cached on disk.
 
 Introduced in lab 01 (batching); lab 10 (builder) times builds with it, lab 09 (sparsity) searches
-its log. The network is strongly typed (``create_network(0)``: TensorRT 11 has no other kind), so
-precision comes from the ONNX itself. A failed parse raises :class:`OnnxParseError` with all of
+its log. The network is strongly typed (TensorRT 11 has no other kind; on 10.x the flag is set, see
+``compat``), so precision comes from the ONNX itself. A failed parse raises :class:`OnnxParseError` with all of
 the parser's errors and never goes on to build.
 """
 
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from common import env
 
+from . import compat
 from .cache import EngineCache, cache_key, write_atomic
 from .config import BuildConfig
 from .logger import BuildLog, make_logger
@@ -216,7 +217,7 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
     log = BuildLog()
     logger = make_logger(log, verbose=verbose)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # strongly typed: TensorRT 11's only kind of network
+    network = builder.create_network(compat.network_flags(trt))  # strongly typed, on 10.x as on 11.x
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(path)):  # from the file, so external weights are found beside it
         raise OnnxParseError.from_parser(parser, str(path), log.errors())

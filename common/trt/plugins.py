@@ -70,6 +70,8 @@ def register_plugin() -> str:
     import tensorrt as trt
     import tensorrt.plugin as trtp
 
+    from . import compat
+
     triton_types = {trt.DataType.HALF: "fp16", trt.DataType.FLOAT: "fp32"}
 
     @trtp.register(PLUGIN_ID)
@@ -89,6 +91,9 @@ def register_plugin() -> str:
         as_torch = functools.partial(torch.as_tensor, device="cuda")
         with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
             launch(as_torch(x), as_torch(weight), as_torch(bias), as_torch(outputs[0]), epsilon)
+
+    if not compat.has_aot_plugins(trtp):   # TensorRT 10.x before AOT Python plugins: JIT only
+        return PLUGIN_ID
 
     @trtp.aot_impl(PLUGIN_ID)
     def aot(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, epsilon: float,
