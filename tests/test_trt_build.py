@@ -72,10 +72,13 @@ class Scenario:
         self.parse_ok, self.build_ok, self.profile_index = True, True, 0
         self.calls = []
         self.builds = 0
+        self.version = "11.4.0.106"
 
 
 def fake_tensorrt(s: Scenario):
     trt = types.ModuleType("tensorrt")
+    trt.__version__ = s.version
+    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 0})
 
     class ILogger:
         INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
@@ -254,6 +257,13 @@ def test_dynamic_inputs_need_a_profile(fake):
         build_engine(fake.model, BuildConfig(profiles=(Profile({"input": ((1, 3, 8, 8),) * 3, "other": ((1,),) * 3}),)),
                      cache=False)
     assert fake.builds == 0
+
+
+def test_on_tensorrt_10_the_network_is_made_strongly_typed(fake):
+    fake.version = "10.16.1.11"
+    sys.modules["tensorrt"].__version__ = fake.version
+    build_engine(fake.model, BuildConfig(profiles=(batch_profile("input", (3, 8, 8), 1, 4, 16),)), cache=False)
+    assert ("create_network", 1 << 0) in fake.calls   # 1 << STRONGLY_TYPED
 
 
 def test_build_applies_the_config(fake, tmp_path):
