@@ -12,16 +12,24 @@ ROOT_OK := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup setup-lab lab lab-headless test test-unit test-labs report clean
 
+# pip prints one line per package and a bar per download: the first set-up fetches PyTorch (large).
+PIP_INSTALL := $(BIN)/python -m pip install --progress-bar on --no-input
+
 $(BIN)/python:
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if (3, 10) <= v <= (3, 12) else \
+		f"$(PYTHON) is Python {v[0]}.{v[1]}; the course needs 3.10, 3.11 or 3.12: run make PYTHON=python3.12 ...")'
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@echo "Setting up $(VENV): the course and its test tools (first time: several minutes)"
+	$(PIP_INSTALL) --quiet --upgrade pip
+	$(PIP_INSTALL) -e ".[test]" | grep -v "^Requirement already satisfied" || true
+	$(BIN)/python -c "import common, torch, onnx, onnxruntime, modelopt, nbval"
 	touch $@
 
 $(VENV)/.lab-installed: pyproject.toml $(VENV)/.test-installed
-	$(BIN)/python -m pip install --quiet -e ".[lab,test]"
+	$(PIP_INSTALL) -e ".[lab,test]" | grep -v "^Requirement already satisfied" || true
+	$(BIN)/python -c "import jupyterlab"
 	touch $@
 
 setup: $(VENV)/.test-installed

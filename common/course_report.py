@@ -75,14 +75,16 @@ def _machine_block(environment: dict) -> str:
     return f"<table>{rows}</table>"
 
 
-def build_html(out_dir: Path) -> str:
-    """The report's HTML for the run in `out_dir`."""
+def build_html(out_dir: Path, notebooks_dir: Path | None = None, results: Path | None = None) -> str:
+    """The report's HTML for the run in `out_dir` (notebooks in `out_dir/notebooks`, results in
+    `out_dir/results`, unless a run with --inplace kept them in labs/ and results/)."""
     out_dir = Path(out_dir)
-    notebooks = sorted((out_dir / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks_dir = Path(notebooks_dir or out_dir / "notebooks")
+    notebooks = sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb"))
     if not notebooks:
-        raise FileNotFoundError(f"no executed notebooks in {out_dir / 'notebooks'}: run "
+        raise FileNotFoundError(f"no executed notebooks in {notebooks_dir}: run "
                                 "`python -m common.execute --out DIR` (or `make report`) first")
-    results = out_dir / "results"
+    results = Path(results or out_dir / "results")
     timings_path = out_dir / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     lab_seconds = timings.get("labs", {})
@@ -105,7 +107,7 @@ def build_html(out_dir: Path) -> str:
         backend = (data or {}).get("environment", {}).get("backend", "")
         sections.append(
             f'<section id="{lab}"><h2>{html.escape(title)}</h2>'
-            f'<p class=meta>notebook <code>notebooks/{html.escape(nb.name)}</code> · ran in {took}'
+            f'<p class=meta>notebook <code>{html.escape(nb.name)}</code> · ran in {took}'
             f"{' · backend ' + html.escape(backend) if backend else ''}</p>"
             f"{body}{''.join(_figure(p) for p in figures)}</section>")
 
@@ -127,9 +129,9 @@ def build_html(out_dir: Path) -> str:
         f"{''.join(sections)}</body></html>")
 
 
-def write_report(out_dir: Path) -> Path:
+def write_report(out_dir: Path, notebooks_dir: Path | None = None, results: Path | None = None) -> Path:
     path = Path(out_dir) / "report.html"
-    path.write_text(build_html(out_dir), encoding="utf-8")
+    path.write_text(build_html(out_dir, notebooks_dir, results), encoding="utf-8")
     return path
 
 

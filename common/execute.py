@@ -6,7 +6,7 @@
 Each notebook runs top to bottom in a fresh kernel of the current Python (as nbval does); a bar
 shows its cells as they finish. Executed notebooks go to DIR (default `report/`, ignored by git)
 together with their results (claims, figures: `DIR/results/`), never over the committed notebooks
-unless `--inplace` is given. `--labs` picks a subset by number, `--scale` forces the labs' scale
+unless `--inplace` is given (then results go to `results/`, and the report and timings to DIR). `--labs` picks a subset by number, `--scale` forces the labs' scale
 (TRTLABS_SCALE) and `--budget-min` is a workshop's time budget: a lab whose last recorded duration
 no longer fits is skipped, and no cell may run past the budget. `--report` then writes the HTML
 report of everything in DIR (common.course_report). A failing lab is reported and the others go on.
@@ -64,9 +64,19 @@ def execute(path: Path, out_path: Path, timeout_s: float = 1200, progress: bool 
     n_code = sum(c.cell_type == "code" for c in nb.cells)
     bar = tqdm(total=n_code, desc=f"  {path.stem}", unit="cell", disable=not progress, mininterval=1,
                file=sys.stdout, leave=False)
+    started: dict[int, float] = {}
+    cell_seconds: dict[int, float] = {}
+
+    def cell_started(cell_index: int, **_) -> None:
+        started[cell_index] = time.perf_counter()
+
+    def cell_done(cell_index: int, **_) -> None:
+        cell_seconds[cell_index] = round(time.perf_counter() - started.get(cell_index, time.perf_counter()), 2)
+        bar.update(1)
+
     client = NotebookClient(nb, timeout=max(1, int(timeout_s)), kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}},
-                            on_cell_executed=lambda **_: bar.update(1))
+                            on_cell_start=cell_started, on_cell_executed=cell_done)
     t0 = time.perf_counter()
     try:
         client.execute()
@@ -75,7 +85,9 @@ def execute(path: Path, out_path: Path, timeout_s: float = 1200, progress: bool 
     seconds = time.perf_counter() - t0
     from .env import detect, scale
 
-    nb.metadata["trtlabs"] = {"seconds": round(seconds, 1), "machine": detect().machine, "scale": scale()}
+    slowest = sorted(cell_seconds.items(), key=lambda kv: -kv[1])[:5]
+    nb.metadata["trtlabs"] = {"seconds": round(seconds, 1), "machine": detect().machine, "scale": scale(),
+                              "slowest_cells": {str(i): s for i, s in slowest}}
     out_path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out_path)
     return seconds
@@ -102,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--labs", help="comma-separated lab numbers to run, e.g. 00,01,03")
     parser.add_argument("--scale", choices=("small", "full"), help="force the labs' scale (TRTLABS_SCALE)")
     parser.add_argument("--budget-min", type=float, help="time budget in minutes for the whole run")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT}/)")
-    where.add_argument("--inplace", action="store_true", help="overwrite the committed notebooks themselves")
+    parser.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT}/)")
+    parser.add_argument("--inplace", action="store_true",
+                        help="overwrite the committed notebooks themselves (results go to results/, "
+                             "timings and report to the output folder)")
     parser.add_argument("--report", action="store_true", help="write the HTML report when done")
     args = parser.parse_args(argv)
 
@@ -148,8 +161,13 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; {len(skipped)} skipped for time" if skipped else ""))
     if args.report:
         from .course_report import write_report
+        from .env import results_dir
 
-        print("report:", write_report(out_dir))
+        if args.inplace:
+            path = write_report(out_dir, notebooks_dir=project_root() / "labs", results=results_dir())
+        else:
+            path = write_report(out_dir)
+        print("report:", path)
     return 1 if failed else 0
 
 
