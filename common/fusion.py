@@ -437,13 +437,14 @@ def tensorrt_rows(paths: Mapping[str, Path], x: torch.Tensor, reference: torch.T
     Registers the FusedLayerNorm plugin first, so a graph with that op parses.
     """
     from .runners import TensorRTRunner
-    from .trt import inspect_engine
+    from .trt import BuildConfig, inspect_engine
     from .trt.plugins import register_plugin
 
     register_plugin()
+    config = BuildConfig(python_plugins="jit")   # the plugin has JIT and AOT implementations: say which
     rows, runs = [], {}
     for name, path in paths.items():
-        runner = TensorRTRunner(path, lambda batch: x, precision=precision)
+        runner = TensorRTRunner(path, lambda batch: x, config, precision=precision)
         runner.prepare(x.shape[0])
         runner.run()
         error = max_relative_error(runner.output(), reference)

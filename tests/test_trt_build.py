@@ -78,7 +78,8 @@ class Scenario:
 def fake_tensorrt(s: Scenario):
     trt = types.ModuleType("tensorrt")
     trt.__version__ = s.version
-    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {"STRONGLY_TYPED": 0})
+    trt.NetworkDefinitionCreationFlag = enum.IntEnum("NetworkDefinitionCreationFlag", {
+        "STRONGLY_TYPED": 0, "PREFER_JIT_PYTHON_PLUGINS": 1, "PREFER_AOT_PYTHON_PLUGINS": 2})
 
     class ILogger:
         INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
@@ -264,6 +265,13 @@ def test_on_tensorrt_10_the_network_is_made_strongly_typed(fake):
     sys.modules["tensorrt"].__version__ = fake.version
     build_engine(fake.model, BuildConfig(profiles=(batch_profile("input", (3, 8, 8), 1, 4, 16),)), cache=False)
     assert ("create_network", 1 << 0) in fake.calls   # 1 << STRONGLY_TYPED
+
+
+@pytest.mark.parametrize("choice, flags", [("jit", 1 << 1), ("aot", 1 << 2)])
+def test_python_plugin_preference_becomes_a_network_flag(fake, choice, flags):
+    profiles = (batch_profile("input", (3, 8, 8), 1, 4, 16),)
+    build_engine(fake.model, BuildConfig(profiles=profiles, python_plugins=choice), cache=False)
+    assert ("create_network", flags) in fake.calls
 
 
 def test_build_applies_the_config(fake, tmp_path):

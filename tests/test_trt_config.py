@@ -138,3 +138,10 @@ def test_names_match_the_tensorrt_11_4_listing():
     assert cfg.REMOVED_TACTIC_SOURCES == set(API["classes"]["TacticSource"]["removed_vs_10_16_source"])
     assert set(cfg.TILING_LEVELS) == enum_members("TilingOptimizationLevel")
     assert {v.upper() for v in cfg.PROFILING_VERBOSITIES} == enum_members("ProfilingVerbosity")
+
+
+def test_python_plugins_choice_is_checked_and_keyed():
+    assert BuildConfig(python_plugins="AOT").python_plugins == "aot"
+    with pytest.raises(ValueError, match="python_plugins must be one of"):
+        BuildConfig(python_plugins="both")
+    assert BuildConfig(python_plugins="jit").to_dict() != BuildConfig(python_plugins="aot").to_dict()

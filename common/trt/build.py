@@ -217,7 +217,12 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
     log = BuildLog()
     logger = make_logger(log, verbose=verbose)
     builder = trt.Builder(logger)
-    network = builder.create_network(compat.network_flags(trt))  # strongly typed, on 10.x as on 11.x
+    flags = compat.network_flags(trt)  # strongly typed, on 10.x as on 11.x
+    if config.python_plugins is not None:  # a tensorrt.plugin with JIT and AOT implementations: pick one
+        preference = {"jit": trt.NetworkDefinitionCreationFlag.PREFER_JIT_PYTHON_PLUGINS,
+                      "aot": trt.NetworkDefinitionCreationFlag.PREFER_AOT_PYTHON_PLUGINS}[config.python_plugins]
+        flags |= 1 << int(preference)
+    network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(path)):  # from the file, so external weights are found beside it
         raise OnnxParseError.from_parser(parser, str(path), log.errors())

@@ -108,6 +108,10 @@ def _names(value: Iterable[str] | None, what: str) -> frozenset[str] | None:
     return frozenset(str(v).upper() for v in value)
 
 
+#: A tensorrt.plugin with both a JIT and an AOT implementation needs the network to say which to use.
+PYTHON_PLUGIN_CHOICES = ("jit", "aot")
+
+
 @dataclass(frozen=True)
 class BuildConfig:
     """Builder settings, by TensorRT names; ``None`` leaves TensorRT's default in place.
@@ -130,6 +134,7 @@ class BuildConfig:
     max_num_tactics: int | None = None
     tiling_optimization_level: str | None = None
     extra_flags: frozenset[str] = field(default_factory=frozenset)
+    python_plugins: str | None = None   # "jit" or "aot": which implementation of a tensorrt.plugin to use
 
     def __post_init__(self) -> None:
         def set_(name: str, value: Any) -> None:  # normalise fields of a frozen dataclass
@@ -194,6 +199,12 @@ class BuildConfig:
         set_("extra_flags", flags)
         if self.timing_cache_path is not None:
             set_("timing_cache_path", str(self.timing_cache_path))
+        if self.python_plugins is not None:
+            choice = str(self.python_plugins).lower()
+            if choice not in PYTHON_PLUGIN_CHOICES:
+                raise ValueError(f"python_plugins must be one of {PYTHON_PLUGIN_CHOICES} (or None when no "
+                                 f"plugin has both implementations), got {self.python_plugins!r}")
+            set_("python_plugins", choice)
 
     def _check_int(self, name: str, lo: int, hi: int | None) -> None:
         value = getattr(self, name)
@@ -208,6 +219,7 @@ class BuildConfig:
     def to_dict(self) -> dict[str, Any]:
         """Canonical, JSON-serialisable form: sets as sorted lists, profiles in order."""
         return {
+            "python_plugins": self.python_plugins,
             "profiles": [p.to_dict() for p in self.profiles],
             "builder_optimization_level": self.builder_optimization_level,
             "max_aux_streams": self.max_aux_streams,

@@ -17,7 +17,7 @@ type hints as objects.
 """
 
 import functools
-from typing import Tuple
+from typing import List, Tuple, Union
 
 import torch
 import triton
@@ -81,7 +81,7 @@ def register_plugin() -> str:
 
     @trtp.autotune(PLUGIN_ID)
     def formats(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, epsilon: float,
-                outputs: Tuple[trtp.TensorDesc]) -> list:
+                outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
         # All four tensors FP16, or all FP32; row-major only (the kernel indexes rows).
         return [trtp.AutoTuneCombination("FP16|FP32, FP16|FP32, FP16|FP32, FP16|FP32", "LINEAR")]
 
@@ -97,11 +97,12 @@ def register_plugin() -> str:
 
     @trtp.aot_impl(PLUGIN_ID)
     def aot(x: trtp.TensorDesc, weight: trtp.TensorDesc, bias: trtp.TensorDesc, epsilon: float,
-            outputs: Tuple[trtp.TensorDesc], tactic: int) -> tuple:
+            outputs: Tuple[trtp.TensorDesc], tactic: int
+            ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
         n_cols_expr = x.shape_expr[-1]
         if not n_cols_expr.is_constant:
             raise ValueError("the AOT FusedLayerNorm compiles one block size: the normalised dimension must be static")
-        n_cols = n_cols_expr.constant_value
+        n_cols = n_cols_expr.constant_value()
         block, warps = block_and_warps(n_cols)
         pointer = "*" + triton_types[x.dtype]
         source = triton.compiler.ASTSource(
