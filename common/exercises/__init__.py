@@ -107,11 +107,10 @@ def verify(key: str, fn: Callable[..., Any]) -> Verdict:
     return Verdict(key, "correct") if problem is None else Verdict(key, "not yet", problem)
 
 
-def check(key: str, fn: Callable[..., Any]) -> Verdict:
-    """What a notebook calls: verify `fn` and print the verdict."""
-    verdict = verify(key, fn)
-    print(verdict)
-    return verdict
+def check(key: str, fn: Callable[..., Any]) -> None:
+    """What a notebook calls: verify `fn` and print the verdict (returns nothing, so a notebook shows
+    only the printed line)."""
+    print(verify(key, fn))
 
 
 def close(got: float, expected: float, rel: float = 1e-6, abs_: float = 1e-9) -> bool:

@@ -1,0 +1,413 @@
+"""Lower precision: FP16/BF16 graphs from ModelOpt AutoCast, graphs scored with ONNX Runtime, and where
+FP8/INT8 pays on a GPU and where it does not.
+
+Introduced in lab 08 (low precision). TensorRT 11 networks are strongly typed: an engine runs in the
+precision its ONNX says, so FP16/BF16 come from AutoCast (`modelopt.onnx.autocast`), which inserts
+Cast nodes and keeps in FP32 the nodes its rules flag, and INT8/FP8 from explicit Quantize /
+DequantizeLinear (Q/DQ) pairs (:mod:`common.quantization`, which also reads where they landed).
+This module converts with AutoCast and says which nodes stayed FP32 and why, scores graphs with ONNX
+Runtime on the CPU, and builds the PyTorch measurements of the lab: one model at FP32/TF32/FP16/BF16,
+FP8 and INT8 matrix products against FP16, FP8 linear layers with their quantize step, and
+Q/DQ-wrapped convolutions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import matmul_alignment as ma
+from .datasets import Split
+from .onnx import max_relative_error
+from .training import accuracy_of, standard_error_points
+
+#: PyTorch storage type of each precision (TF32 is FP32 storage with TF32 math allowed).
+TORCH_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Largest relative error ‖out − ref‖/‖ref‖ of a whole model's (or layer stack's) output against
+#: FP32, above which a configuration is wrong rather than rounded, and is not timed.
+MODEL_TOLERANCE = {"fp32": 1e-5, "tf32": 2e-2, "fp16": 2e-2, "bf16": 6e-2, "fp8": 0.15}
+#: Largest finite FP8 E4M3 value: a quantize step scales amax onto it and clamps (saturates).
+FP8_MAX = 448.0
+
+
+# -- ModelOpt's ONNX tools talk to stdout; keep what they say ------------------------------------
+
+@dataclass
+class ToolOutput:
+    """What ModelOpt logged (messages) and printed (text) while a `captured_modelopt_output` block ran."""
+
+    messages: list[str] = field(default_factory=list)
+    text: str = ""
+
+
+class _Collector(logging.Handler):
+    def __init__(self, output: ToolOutput) -> None:
+        super().__init__()
+        self.output = output
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.output.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def captured_modelopt_output(level: int = logging.INFO) -> Iterator[ToolOutput]:
+    """Collect ModelOpt's ONNX log records and prints instead of letting them into the notebook.
+
+    Its loggers write to stdout through handlers that every `quantize` call re-creates, and it
+    prints progress; both are kept in the returned :class:`ToolOutput`. The loggers' handlers,
+    levels and propagation are restored afterwards.
+    """
+    output = ToolOutput()
+    names = {"modelopt.onnx"} | {n for n in logging.root.manager.loggerDict if n.startswith("modelopt.onnx")}
+    loggers = [logging.getLogger(n) for n in sorted(names)]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    top = logging.getLogger("modelopt.onnx")
+    buffer = io.StringIO()
+    try:
+        for lg in loggers:
+            lg.handlers = [_Collector(output)] if lg is top else []
+            lg.setLevel(level)
+        top.propagate = False
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield output
+    finally:
+        for lg, handlers, lvl, propagate in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+            lg.setLevel(lvl)
+        output.text = buffer.getvalue()
+
+
+# -- AutoCast: FP16 / BF16 graphs ----------------------------------------------------------------
+
+def write_calibration_npz(images: torch.Tensor, path: str | Path, input_name: str = "input") -> Path:
+    """Images as the NPZ file AutoCast's reference run reads (`calibration_data`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {input_name: images.detach().cpu().numpy().astype(np.float32)}
+    np.savez(path, **arrays)
+    return path
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    values = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
+    types = {v.name: v.type.tensor_type.elem_type for v in values}
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    return types
+
+
+def fp32_compute_nodes(model: onnx.ModelProto) -> list[str]:
+    """Nodes (other than Cast) whose first input is FP32 after type inference: what still runs in FP32."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = _elem_types(inferred)
+    return [node.name for node in inferred.graph.node
+            if node.op_type != "Cast" and node.input and types.get(node.input[0]) == onnx.TensorProto.FLOAT]
+
+
+@dataclass
+class AutocastResult:
+    """One AutoCast conversion: where it wrote the graph, what it kept in FP32 and why."""
+
+    path: Path
+    low_precision: str
+    nodes: int                       # nodes of the source graph
+    kept_fp32: dict[str, str]        # node -> the rule that kept it, as AutoCast logged it
+    cast_nodes: int
+    messages: list[str] = field(repr=False, default_factory=list)
+
+    @property
+    def converted(self) -> int:
+        return self.nodes - len(self.kept_fp32)
+
+
+_SKIPPED = re.compile(r"^Skipping node (.+?): (.*)$")
+
+
+def autocast(onnx_path: str | Path, out_path: str | Path, low_precision: str, calibration_npz: str | Path,
+             **options: Any) -> AutocastResult:
+    """`modelopt.onnx.autocast.convert_to_mixed_precision` from file to file, with its reasons.
+
+    `options` go to AutoCast (`data_max`, `max_depth_of_reduction`, `op_types_to_exclude`, ...).
+    The FP32 nodes are read from the converted graph; the reason for each from AutoCast's log.
+    """
+    from modelopt.onnx.autocast import convert_to_mixed_precision
+
+    if low_precision not in ("fp16", "bf16"):
+        raise ValueError(f"AutoCast converts to 'fp16' or 'bf16', got {low_precision!r}")
+    with captured_modelopt_output() as said:
+        model = convert_to_mixed_precision(str(onnx_path), low_precision_type=low_precision,
+                                           calibration_data=str(calibration_npz), providers=["cpu"], **options)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(out_path))
+    reasons: dict[str, str] = {}
+    for message in said.messages:
+        skipped = _SKIPPED.match(message)
+        if skipped:
+            reasons[skipped.group(1)] = skipped.group(2)
+    kept = {name: reasons.get(name, "(no reason logged)") for name in fp32_compute_nodes(model)}
+    source_nodes = len(onnx.load(str(onnx_path)).graph.node)
+    casts = sum(node.op_type == "Cast" for node in model.graph.node)
+    return AutocastResult(out_path, low_precision, source_nodes, kept, casts, said.messages)
+
+
+def node_output_absmax(onnx_path: str | Path, images: torch.Tensor) -> dict[str, float]:
+    """Largest |value| each node writes on `images` (ONNX Runtime, CPU): what AutoCast's `data_max`
+    rule compares against (FP16's spacing is 0.5 at 512, its default limit)."""
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
+    known = {o.name for o in model.graph.output}
+    wanted = {o: n.name for n in model.graph.node for o in n.output}
+    model.graph.output.extend(v for v in model.graph.value_info if v.name in wanted and v.name not in known)
+    session = _session(model.SerializeToString(), "basic")
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(None, {session.get_inputs()[0].name: images.numpy().astype(np.float32)})
+    absmax: dict[str, float] = {}
+    for name, value in zip(names, values):
+        node = wanted.get(name)
+        if node is not None and np.issubdtype(np.asarray(value).dtype, np.floating):
+            absmax[node] = max(absmax.get(node, 0.0), float(np.abs(value).max()))
+    return absmax
+
+
+# -- ONNX Runtime on the CPU: scoring graphs -----------------------------------------------------
+
+def _session(model: str | Path | bytes, optimization: str):
+    import onnxruntime as ort
+
+    levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    options = ort.SessionOptions()
+    options.graph_optimization_level = levels[optimization]
+    options.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def ort_logits(onnx_path: str | Path, images: torch.Tensor, *, optimization: str = "basic") -> np.ndarray:
+    """Logits of the graph on `images` with ONNX Runtime on the CPU, fed in the graph's input type.
+
+    `optimization` "basic" keeps Q/DQ nodes as they are, so the graph runs as written (quantize,
+    dequantize, FP32 op): the accuracy of the quantized model. "all" lets ONNX Runtime fuse Q/DQ
+    into its own quantized kernels, a different computation (lab 08 compares the two).
+    """
+    import ml_dtypes
+
+    session = _session(onnx_path, optimization)
+    graph_input = session.get_inputs()[0]
+    feed_dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
+                  "tensor(bfloat16)": ml_dtypes.bfloat16}.get(graph_input.type)
+    if feed_dtype is None:
+        raise TypeError(f"{onnx_path}: input type {graph_input.type} is not one this lab feeds")
+    out = session.run(None, {graph_input.name: images.detach().cpu().numpy().astype(feed_dtype)})[0]
+    return np.asarray(out, dtype=np.float32)
+
+
+def score(label: str, backend: str, logits: np.ndarray | torch.Tensor, split: Split,
+          reference: np.ndarray | torch.Tensor | None = None) -> dict[str, Any]:
+    """Accuracy (with its standard error and sample size) of `logits` on `split`; against the FP32
+    `reference` logits, also the relative error and the share of predictions that agree."""
+    logits = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    acc = accuracy_of(logits.argmax(1), split.labels)
+    row = {"model": label, "backend": backend, "accuracy_pct": acc,
+           "std_error_pts": standard_error_points(acc, len(split)), "n": len(split)}
+    if reference is not None:
+        ref = torch.as_tensor(np.asarray(reference, dtype=np.float32))
+        row["rel_error_vs_fp32"] = max_relative_error(logits, ref)
+        row["agree_with_fp32_pct"] = 100.0 * float((logits.argmax(1) == ref.argmax(1)).float().mean())
+    return row
+
+
+# -- PyTorch: one model at several precisions ----------------------------------------------------
+
+def _checked(case: ma.Case, out: torch.Tensor, reference: torch.Tensor, tolerance: float) -> ma.Case:
+    case.error = max_relative_error(out.float(), reference.float())
+    if not case.error <= tolerance:
+        raise AssertionError(f"{case.label}: relative error {case.error:.3g} against FP32 exceeds {tolerance:g}: "
+                             "the configuration is wrong, not rounded; do not time it")
+    return case
+
+
+def model_case(model: nn.Module, images: torch.Tensor, precision: str, *, device: str, label: str = "",
+               reference_model: nn.Module | None = None, tolerance: float | None = None) -> ma.Case:
+    """`model` cast to `precision` ("fp32", "tf32", "fp16", "bf16") on `images`, checked against FP32
+    (`reference_model` in FP32, default `model` itself) within `tolerance` (default: the precision's).
+
+    On a GPU the convolutions run channels-last (the tensor-core layout) and TF32 is switched per
+    call for both cuBLAS and cuDNN: PyTorch allows TF32 in cuDNN convolutions by default, so an
+    "FP32" convolution there is TF32 unless told otherwise.
+    """
+    dtype = TORCH_DTYPE[precision]
+    layout = torch.channels_last if device == "cuda" else torch.contiguous_format
+    net = copy.deepcopy(model).to(device=device, dtype=dtype).eval().to(memory_format=layout)
+    x = images.to(device=device, dtype=dtype).contiguous(memory_format=layout)
+    tf32 = precision == "tf32"
+
+    @torch.inference_mode()
+    def run() -> torch.Tensor:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+        return net(x)
+
+    with ma.tf32_mode(False), torch.inference_mode():
+        fp32 = copy.deepcopy(reference_model if reference_model is not None else model)
+        reference = fp32.to(device=device, dtype=torch.float32).eval()(images.to(device))
+    case = ma.Case(label or precision, precision, run, 0, params={"batch": len(images)})
+    return _checked(case, run(), reference, MODEL_TOLERANCE[precision] if tolerance is None else tolerance)
+
+
+@torch.inference_mode()
+def autocast_logits(model: nn.Module, images: torch.Tensor, precision: str, *, device: str) -> torch.Tensor:
+    """Logits of the FP32 `model` under `torch.autocast` to FP16 or BF16: PyTorch picks a type per op
+    (convolutions and products in low precision, reductions such as BatchNorm's kept FP32) and
+    casts on every call, where a cast model (or an AutoCast graph) converts once."""
+    net = copy.deepcopy(model).to(device=device, dtype=torch.float32).eval()
+    with torch.autocast(device_type=device, dtype=TORCH_DTYPE[precision]):
+        return net(images.to(device)).float().cpu()
+
+
+@contextlib.contextmanager
+def gpu_math_defaults() -> Iterator[None]:
+    """cuDNN autotuning on while measuring; TF32 flags and autotuning restored afterwards."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+         torch.backends.cudnn.benchmark) = saved
+
+
+def speed_rows(cases: Sequence[ma.Case], runs: dict[str, list[Any]], unit: str = "img") -> list[dict]:
+    """Per case: median latency over the passes, throughput = batch / median latency, spread, error."""
+    rows = []
+    for row, case in zip(ma.result_rows(cases, runs), cases):
+        batch = case.params.get("batch", 1)
+        rows.append({"case": case.label, "precision": case.precision, "batch": batch,
+                     "latency_ms": row["latency_ms"], f"{unit}_per_s": batch / (row["latency_ms"] / 1e3),
+                     "spread_pct": row["spread_pct"], "rel_error": case.error})
+    return rows
+
+
+# -- FP8 and INT8 on the GPU: products, layers, and Q/DQ around convolutions ---------------------
+
+def fp8_fake_quantize(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Quantize to FP8 E4M3 with a per-tensor `scale` (saturating) and dequantize back to x's type:
+    what a Q/DQ pair computes when no FP8 kernel absorbs it: five elementwise passes over x."""
+    return (x / scale).clamp(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn).to(x.dtype) * scale
+
+
+class _QDQConv(nn.Module):
+    scale: torch.Tensor
+
+    def __init__(self, conv: nn.Conv2d, input_amax: float) -> None:
+        super().__init__()
+        self.conv = conv
+        self.register_buffer("scale", torch.tensor(max(input_amax, 1e-12) / FP8_MAX))
+        with torch.no_grad():   # weights are constants: their Q/DQ is folded once, as a builder does
+            w_scale = conv.weight.abs().amax() / FP8_MAX
+            conv.weight.copy_(fp8_fake_quantize(conv.weight, w_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(fp8_fake_quantize(x, self.scale.to(x.dtype)))
+
+
+def qdq_wrapped(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
+    """A copy of `model` whose convolutions read FP8-Q/DQ'd inputs (per-tensor scale from the largest
+    |input| over `calibration`) and use FP8-rounded weights; everything still computes in the
+    model's own precision. Lab 08 times it against the plain model."""
+    model = copy.deepcopy(model).float().eval()
+    amax: dict[str, float] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: amax.__setitem__(
+        name, max(amax.get(name, 0.0), float(args[0].abs().max()))))
+        for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(calibration.float())
+    for hook in hooks:
+        hook.remove()
+    for name, value in amax.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, _QDQConv(getattr(parent, child), value))
+    return model
+
+
+def linear_stack(width: int, layers: int, *, seed: int = 0) -> nn.Sequential:
+    """`layers` x (Linear(width, width, bias=False) + ReLU), seeded, FP32 on the CPU."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return nn.Sequential(*[m for _ in range(layers) for m in (nn.Linear(width, width, bias=False), nn.ReLU())]).eval()
+
+
+def fp8_linear_stack_fn(stack: nn.Sequential, calibration: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The stack with every Linear as an FP8 `torch._scaled_mm`, on the stack's device: weights
+    quantized once (per-tensor scale), and each activation quantized on every call with a static
+    scale calibrated on `calibration` (scale, saturate, cast: the Q of a Q/DQ pair, as separate
+    kernels). FP16 in and out."""
+    linears = [m for m in stack if isinstance(m, nn.Linear)]
+    device = linears[0].weight.device
+    amax, x = [], calibration.to(device=device, dtype=torch.float32)
+    with torch.no_grad():
+        for lin in linears:
+            amax.append(float(x.abs().max()))
+            x = F.relu(lin(x))
+    plan = []
+    for lin, a in zip(linears, amax):
+        w = lin.weight.detach().float()
+        w_scale = (w.abs().amax() / FP8_MAX).float()
+        w8 = (w / w_scale).to(torch.float8_e4m3fn)          # (out, in), row-major
+        # The quantize step multiplies by an FP16 1/scale; dequantizing with its exact inverse keeps the pair consistent.
+        inv = torch.tensor(FP8_MAX / max(a, 1e-12), device=device, dtype=torch.float16)
+        plan.append((w8.t(), w_scale, 1.0 / inv.float(), inv))   # w8.t(): column-major, as _scaled_mm wants
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        for w8t, w_scale, x_scale, inv in plan:
+            x8 = (x * inv).clamp_(-FP8_MAX, FP8_MAX).to(torch.float8_e4m3fn)
+            x = torch.relu(torch._scaled_mm(x8, w8t, scale_a=x_scale, scale_b=w_scale, out_dtype=torch.float16))
+        return x
+
+    return run
+
+
+def linear_stack_cases(batch: int, width: int, layers: int, *, device: str, seed: int = 0) -> list[ma.Case]:
+    """The same stack in FP16 and with FP8 layers (quantize step included), both checked against FP32."""
+    stack = linear_stack(width, layers, seed=seed).to(device)
+    x = ma.random_tensor((batch, width), device=device, dtype=torch.float32, seed=seed + 1)
+    calibration = ma.random_tensor((batch, width), device=device, dtype=torch.float32, seed=seed + 2)
+    with ma.tf32_mode(False), torch.inference_mode():
+        reference = stack(x)
+    fp16 = copy.deepcopy(stack).to(torch.float16)
+    x16 = x.to(torch.float16)
+    fp8 = fp8_linear_stack_fn(stack, calibration)
+    flops = 2 * batch * width * width * layers
+    params = {"batch": batch, "width": width, "layers": layers}
+    name = f"{layers} x Linear({width}) at batch {batch}"
+    cases = []
+    for precision, fn in (("fp16", lambda: fp16(x16)), ("fp8", lambda: fp8(x16))):
+        case = ma.Case(f"{name}, {precision}", precision, torch.inference_mode()(fn), flops, params=params)
+        cases.append(_checked(case, case.fn(), reference, MODEL_TOLERANCE[precision]))
+    return cases
+
+
+def int8_case(m: int, k: int, n: int, *, device: str, seed: int = 0) -> ma.Case:
+    """An INT8 product through `torch._int_mm` (INT32 out), checked exact on its first rows."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    a = torch.randint(-127, 128, (m, k), generator=gen, dtype=torch.int8, device=device)
+    b = torch.randint(-127, 128, (n, k), generator=gen, dtype=torch.int8, device=device).t()   # column-major
+    run = lambda: torch._int_mm(a, b)  # noqa: E731
+    rows = min(m, 32)
+    exact = (a[:rows].double() @ b.double()).round().to(torch.int64)
+    case = ma.Case(f"int8 {m}x{k}x{n}", "int8", run, 2 * m * k * n, params={"m": m, "k": k, "n": n})
+    case.error = float((run()[:rows].to(torch.int64) != exact).any())
+    if case.error:
+        raise AssertionError(f"{case.label}: torch._int_mm differs from the exact product: do not time it")
+    return case
