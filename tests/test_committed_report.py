@@ -1,0 +1,44 @@
+"""The course report committed from a GPU run (docs/report-h100.html) covers every lab of the course,
+names the machine it ran on, and shows each lab's claims and figures."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from common.execute import lab_notebooks
+
+REPORT = Path(__file__).resolve().parents[1] / "docs" / "report-h100.html"
+
+
+@pytest.fixture(scope="module")
+def html() -> str:
+    assert REPORT.exists(), "docs/report-h100.html is missing: run `make report` on an H100 and copy report/report.html"
+    return REPORT.read_text(encoding="utf-8")
+
+
+def _section(html: str, lab: str) -> str:
+    match = re.search(rf'<section id="{lab}">(.*?)</section>', html, flags=re.S)
+    assert match, f"the report has no section for {lab}"
+    return match.group(1)
+
+
+def test_report_names_the_gpu_and_backend(html):
+    assert "NVIDIA H100" in html and "PyTorch (CUDA)" in html
+
+
+@pytest.mark.parametrize("notebook", lab_notebooks(), ids=lambda p: p.stem)
+def test_every_lab_has_a_section_with_claims_and_at_least_one_figure(html, notebook):
+    section = _section(html, notebook.stem)
+    assert "<th>claim</th>" in section, f"{notebook.stem}: no claims table"
+    assert re.search(r"class=(holds|fails|na)>", section), f"{notebook.stem}: no claim statuses"
+    assert "data:image/png;base64," in section, f"{notebook.stem}: no figure"
+    assert "ran in failed" not in section
+
+
+def test_summary_lists_every_lab_and_the_total_duration(html):
+    summary = html.split("<h2>Summary</h2>", 1)[1].split("<section", 1)[0]
+    for notebook in lab_notebooks():
+        assert f'href="#{notebook.stem}"' in summary
+    total = re.search(r"(\d+) labs in (\d+) s", html)
+    assert total and int(total.group(1)) == len(lab_notebooks())
