@@ -92,7 +92,7 @@ def test_command_line_runs_a_subset_into_the_output_folder_and_writes_the_report
               "lab.check('two is more than one', 2, 2 > 1)\nprint(lab.save())")
     _notebook(labs / "01_two.ipynb", "Lab 01 — two", "print('not run')")
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     run = subprocess.run([sys.executable, "-m", "common.execute", str(labs / "00_one.ipynb"),
                           str(labs / "01_two.ipynb"), "--labs", "0", "--scale", "small", "--out", str(out),
                           "--report"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
