@@ -13,7 +13,7 @@ import onnx
 import pytest
 import torch
 
-from common import datasets, env, models, training
+from common import env, models, training
 from common import onnx as onnx_tools
 from common import precision as prec
 from common.trt import precision as trt_precision
@@ -36,11 +36,6 @@ CPU_SCALED_MM = _cpu_supports(lambda: torch._scaled_mm(
     torch.zeros(16, 16).to(torch.float8_e4m3fn), torch.zeros(16, 16).to(torch.float8_e4m3fn).t(),
     scale_a=torch.ones(()), scale_b=torch.ones(()), out_dtype=torch.float16))
 CPU_INT_MM = _cpu_supports(lambda: torch._int_mm(torch.zeros(32, 16, dtype=torch.int8), torch.zeros(16, 8, dtype=torch.int8)))
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return datasets.digits()
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,11 @@ import onnx
 import pytest
 import torch
 
-from common import datasets, models, training
+from common import models, training
 from common import onnx as onnx_tools
 from common import precision as prec
 from common import quantization as quant
 from common.exercises.lab08 import qdq_example_graphs
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return datasets.digits()
 
 
 @pytest.fixture(scope="module")
