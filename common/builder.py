@@ -55,7 +55,7 @@ ORT_SHORT = {"ORT_DISABLE_ALL": "disable all", "ORT_ENABLE_BASIC": "basic", "ORT
 #: The lab's models per scale: full on a GPU (large enough that kernels, not launches, set the run
 #: time), small on a CPU (and for ONNX Runtime, which runs on the CPU everywhere).
 SIZES = {
-    "full": {"mlp": {"width": 1024, "depth": 4, "batch": 1024}, "convnet": {"width": 64, "hw": 64, "batch": 64}},
+    "full": {"mlp": {"width": 2048, "depth": 4, "batch": 2048}, "convnet": {"width": 64, "hw": 64, "batch": 64}},
     "small": {"mlp": {"width": 256, "depth": 4, "batch": 64}, "convnet": {"width": 16, "hw": 32, "batch": 16}},
 }
 
