@@ -67,3 +67,18 @@ def test_folders_follow_environment_variables(tmp_path, monkeypatch):
     monkeypatch.setenv("TRTLABS_RESULTS", str(tmp_path / "r"))
     assert env.cache_dir() == tmp_path / "c" and (tmp_path / "c").is_dir()
     assert env.results_dir("01_batching") == tmp_path / "r" / "01_batching"
+
+
+def test_library_notices_are_silenced_once_common_is_imported():
+    import warnings
+
+    import common  # noqa: F401  (installs the filters)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import importlib
+
+        importlib.reload(common)   # the filters go in front of "always"
+        warnings.warn("The PyTorch API of SparseSemiStructuredTensor is in prototype stage and will change", UserWarning)
+        warnings.warn("a warning the labs want to see", UserWarning)
+    assert [str(w.message) for w in caught] == ["a warning the labs want to see"]
