@@ -293,6 +293,16 @@ class Comparison:
                 f"(run-to-run spread {self.noise_pct:.1f}%)")
 
 
+def median_latency_ms(runs: Iterable[Measurement]) -> float:
+    """The median over repeated runs of each run's median latency: one figure per configuration."""
+    return statistics.median(m.latency_ms.median for m in runs)
+
+
+def median_host_ms(runs: Iterable[Measurement]) -> float:
+    """The median over repeated runs of each run's median host time per call."""
+    return statistics.median(m.host_ms.median for m in runs)
+
+
 def compare(runs_a: Sequence[Measurement], runs_b: Sequence[Measurement]) -> Comparison:
     """Compare two configurations each measured at least twice (COURSE_DESIGN §5)."""
     med_a = [m.latency_ms.median for m in runs_a]

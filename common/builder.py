@@ -153,16 +153,15 @@ def break_even_inferences(build_s: float, baseline_ms: float, optimized_ms: floa
     return build_s * 1e3 / saved_ms
 
 
+#: One figure per configuration over its repeated runs (lab 10's notebook reads it from here).
+median_latency_ms = bench.median_latency_ms
+
+
 def verdict(comparison: bench.Comparison) -> str:
     """"faster", "slower" or "noise" (a difference inside the run-to-run spread)."""
     if not comparison.significant:
         return "noise"
     return "faster" if comparison.speedup > 1 else "slower"
-
-
-def median_latency_ms(runs: Sequence[bench.Measurement]) -> float:
-    """Median over passes of each pass's median latency."""
-    return statistics.median(m.latency_ms.median for m in runs)
 
 
 # -- torch.compile and Inductor's cache ----------------------------------------------------------------
@@ -246,7 +245,7 @@ class CompileRun:
 
     @property
     def latency_ms(self) -> float:
-        return median_latency_ms(self.runs)
+        return bench.median_latency_ms(self.runs)
 
     @property
     def warm_speedup(self) -> float:
@@ -336,7 +335,7 @@ class CompileStudy:
     def rows(self) -> list[dict[str, Any]]:
         """Per configuration: compile seconds cold and warm, run time, speed-up over eager against
         the run-to-run spread, and the inferences that pay the cold compile back."""
-        eager_ms = median_latency_ms(self.eager)
+        eager_ms = bench.median_latency_ms(self.eager)
         rows: list[dict[str, Any]] = [{
             "model": self.model, "configuration": "PyTorch eager", "cold_s": 0.0, "warm_s": 0.0,
             "latency_ms": eager_ms, "speedup": 1.0,
@@ -440,7 +439,7 @@ class OrtLevelRun:
 
     @property
     def latency_ms(self) -> float:
-        return median_latency_ms(self.runs)
+        return bench.median_latency_ms(self.runs)
 
 
 def ort_level_study(onnx_path: str | Path, lab: LabModel, *, levels: Sequence[str] = ORT_LEVELS,

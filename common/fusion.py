@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import math
-import statistics
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -324,7 +323,7 @@ def ort_timing_rows(paths: Mapping[str, Path], x: torch.Tensor, levels: tuple[st
                 functools.partial(session.run, None, feed), name=f"{name}, ORT {level}",
                 backend="ONNX Runtime CPU", batch_size=x.shape[0], device="cpu",
                 warmup_ms=100, measure_ms=measure_ms))
-    rows = [{"graph": name, "ort_level": level, "latency_ms": statistics.median(m.latency_ms.median for m in ms),
+    rows = [{"graph": name, "ort_level": level, "latency_ms": bench.median_latency_ms(ms),
              "spread_pct": bench.spread_pct(m.latency_ms.median for m in ms)} for (name, level), ms in runs.items()]
     return rows, runs
 
@@ -417,10 +416,10 @@ def measure_candidates(candidates: Mapping[str, Callable[[], Any]], *, device: s
 
 def layernorm_rows(runs: Mapping[str, list[bench.Measurement]], nbytes: int, copy_gbps: float | None) -> list[dict]:
     """Latency, achieved GB/s = bytes / latency, share of the copy bandwidth, speedup over decomposed."""
-    baseline = statistics.median(m.latency_ms.median for m in runs[DECOMPOSED])
+    baseline = bench.median_latency_ms(runs[DECOMPOSED])
     rows = []
     for name, ms in runs.items():
-        latency_ms = statistics.median(m.latency_ms.median for m in ms)
+        latency_ms = bench.median_latency_ms(ms)
         gbps = nbytes / (latency_ms / 1e3) / 1e9
         rows.append({"kernel": name, "latency_ms": latency_ms, "spread_pct": bench.spread_pct(m.latency_ms.median for m in ms),
                      "gb_per_s": gbps, "pct_of_copy": 100 * gbps / copy_gbps if copy_gbps else float("nan"),
@@ -453,6 +452,6 @@ def tensorrt_rows(paths: Mapping[str, Path], x: torch.Tensor, reference: torch.T
                       for _ in range(2)]
         rows.append({"graph": name, "onnx_nodes": onnx_node_count(path), "engine_layers": len(info.layers),
                      "fused_layers": len(info.fused_layers()), "matches": error <= tolerance,
-                     "latency_ms": statistics.median(m.latency_ms.median for m in runs[name]),
+                     "latency_ms": bench.median_latency_ms(runs[name]),
                      "layer_names": [layer.name for layer in info.layers]})
     return rows, runs

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import functools
 import math
-import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -509,17 +508,13 @@ def measure(configs: Mapping[str, Mapping[str, Any]], *, device: str, label: Cal
     return bench.measure_interleaved(prepared, passes=passes, device=device, warmup_ms=warmup_ms, measure_ms=measure_ms)
 
 
-def _median(runs: list[bench.Measurement], what: str = "latency") -> float:
-    return statistics.median((m.latency_ms if what == "latency" else m.host_ms).median for m in runs)
-
-
 def speed_rows(runs: Mapping[str, list[bench.Measurement]], nbytes: int, copy_gbps: float | None) -> list[dict]:
     """Per configuration: latency, run-to-run spread, GB/s = bytes / latency, % of the copy
     bandwidth, and how many times slower than the fastest one."""
-    best = min(_median(ms) for ms in runs.values())
+    best = min(bench.median_latency_ms(ms) for ms in runs.values())
     rows = []
     for name, ms in runs.items():
-        latency_ms = _median(ms)
+        latency_ms = bench.median_latency_ms(ms)
         gbps = nbytes / (latency_ms / 1e3) / 1e9
         rows.append({"config": name, "latency_ms": latency_ms, "spread_pct": bench.spread_pct(m.latency_ms.median for m in ms),
                      "gb_per_s": gbps, "pct_of_copy": 100 * gbps / copy_gbps if copy_gbps else float("nan"),
@@ -528,13 +523,13 @@ def speed_rows(runs: Mapping[str, list[bench.Measurement]], nbytes: int, copy_gb
 
 
 def best_and_worst(runs: Mapping[str, list[bench.Measurement]]) -> tuple[str, str]:
-    ordered = sorted(runs, key=lambda name: _median(runs[name]))
+    ordered = sorted(runs, key=lambda name: bench.median_latency_ms(runs[name]))
     return ordered[0], ordered[-1]
 
 
 def overhead_rows(runs: Mapping[str, list[bench.Measurement]]) -> list[dict]:
     """Per call path: host time per call (the Python and launch work), device-side latency, spread."""
-    return [{"call path": name, "host_us_per_call": 1e3 * _median(ms, "host"), "latency_us": 1e3 * _median(ms),
+    return [{"call path": name, "host_us_per_call": 1e3 * bench.median_host_ms(ms), "latency_us": 1e3 * bench.median_latency_ms(ms),
              "host_spread_pct": bench.spread_pct(m.host_ms.median for m in ms)} for name, ms in runs.items()]
 
 

@@ -230,14 +230,6 @@ def score(label: str, backend: str, logits: np.ndarray | torch.Tensor, split: Sp
 
 # -- PyTorch: one model at several precisions ----------------------------------------------------
 
-def _checked(case: ma.Case, out: torch.Tensor, reference: torch.Tensor, tolerance: float) -> ma.Case:
-    case.error = max_relative_error(out.float(), reference.float())
-    if not case.error <= tolerance:
-        raise AssertionError(f"{case.label}: relative error {case.error:.3g} against FP32 exceeds {tolerance:g}: "
-                             "the configuration is wrong, not rounded; do not time it")
-    return case
-
-
 def model_case(model: nn.Module, images: torch.Tensor, precision: str, *, device: str, label: str = "",
                reference_model: nn.Module | None = None, tolerance: float | None = None) -> ma.Case:
     """`model` cast to `precision` ("fp32", "tf32", "fp16", "bf16") on `images`, checked against FP32
@@ -262,7 +254,7 @@ def model_case(model: nn.Module, images: torch.Tensor, precision: str, *, device
         fp32 = copy.deepcopy(reference_model if reference_model is not None else model)
         reference = fp32.to(device=device, dtype=torch.float32).eval()(images.to(device))
     case = ma.Case(label or precision, precision, run, 0, params={"batch": len(images)})
-    return _checked(case, run(), reference, MODEL_TOLERANCE[precision] if tolerance is None else tolerance)
+    return ma.checked(case, run(), reference, MODEL_TOLERANCE[precision] if tolerance is None else tolerance)
 
 
 @torch.inference_mode()
@@ -394,7 +386,7 @@ def linear_stack_cases(batch: int, width: int, layers: int, *, device: str, seed
     cases = []
     for precision, fn in (("fp16", lambda: fp16(x16)), ("fp8", lambda: fp8(x16))):
         case = ma.Case(f"{name}, {precision}", precision, torch.inference_mode()(fn), flops, params=params)
-        cases.append(_checked(case, case.fn(), reference, MODEL_TOLERANCE[precision]))
+        cases.append(ma.checked(case, case.fn(), reference, MODEL_TOLERANCE[precision]))
     return cases
 
 

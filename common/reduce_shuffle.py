@@ -10,7 +10,6 @@ This module prepares both kinds of experiment for PyTorch, ONNX Runtime and Tens
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -168,7 +167,7 @@ def measure_reductions(reductions: Sequence[TorchReduce | OrtReduce], *, backend
     rows = []
     for r in reductions:
         itemsize = r.x.element_size() if isinstance(r.x, torch.Tensor) else r.x.itemsize
-        median_ms = statistics.median(m.latency_ms.median for m in runs[r.case.name])
+        median_ms = bench.median_latency_ms(runs[r.case.name])
         gbps = r.case.useful_bytes(itemsize) / (median_ms / 1e3) / 1e9
         rows.append({"backend": backend, "case": r.case.short_name, "shape": "x".join(map(str, r.case.shape)),
                      "axis": r.case.dim, "axis_length": r.case.axis_length, "last_axis": r.case.is_last_axis,
@@ -283,7 +282,7 @@ def measure_shuffles(x: torch.Tensor, cases: Sequence[ShuffleCase], *, backend: 
     nbytes = x.numel() * x.element_size()
     rows = []
     for case in cases:
-        median_ms = statistics.median(m.latency_ms.median for m in runs[case.name])
+        median_ms = bench.median_latency_ms(runs[case.name])
         rows.append({"backend": backend, "shuffle": case.name, "shares_storage": shares_storage(x, case.make(x)),
                      "median_ms": median_ms, "spread_pct": bench.spread_pct(m.latency_ms.median for m in runs[case.name]),
                      "pct_of_one_copy": 100.0 * median_ms / copy_time_ms(nbytes, copy_gbps)})

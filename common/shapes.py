@@ -321,7 +321,7 @@ class CompileStudy:
         return [r["first_call_s"] for r in self.rows]
 
     def steady_median_ms(self, batch: int) -> float:
-        return statistics.median(m.latency_ms.median for m in self.steady[batch])
+        return bench.median_latency_ms(self.steady[batch])
 
 
 def measure_passes(fns: Mapping[int, Callable[[], None]], *, name: str, backend: str,
@@ -379,7 +379,7 @@ def compile_steady_rows(static: CompileStudy, dynamic: CompileStudy,
     rows = []
     for batch in static.steady:
         cmp = bench.compare(static.steady[batch], dynamic.steady[batch])
-        rows.append({"batch": batch, "eager_ms": statistics.median(m.latency_ms.median for m in eager[batch]),
+        rows.append({"batch": batch, "eager_ms": bench.median_latency_ms(eager[batch]),
                      "static_ms": cmp.median_a_ms, "dynamic_ms": cmp.median_b_ms,
                      "static_speedup": cmp.median_b_ms / cmp.median_a_ms, "noise_pct": cmp.noise_pct,
                      "significant": cmp.significant, "verdict": cmp.verdict()})

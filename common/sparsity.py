@@ -28,7 +28,6 @@ import contextlib
 import copy
 import functools
 import io
-import statistics
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import bench, plots, training
-from .matmul_alignment import Case, random_tensor, tf32_mode
+from .matmul_alignment import Case, checked, random_tensor, tf32_mode
 
 if TYPE_CHECKING:
     from .datasets import Split
@@ -367,14 +366,6 @@ def backend_status(device: str) -> dict[str, str | None]:
     return status
 
 
-def _checked(case: Case, out: torch.Tensor, reference: torch.Tensor, tolerance: float) -> Case:
-    case.error = relative_error(out, reference)
-    if not case.error <= tolerance:
-        raise AssertionError(f"{case.label}: relative error {case.error:.3g} against the FP32 product exceeds "
-                             f"{tolerance:g}: do not time it")
-    return case
-
-
 def gemm_cases(shape: GemmShape, *, device: str, backends: Sequence[str], forms: Sequence[str] = FORMS,
                seed: int = 0, weight: torch.Tensor | None = None, x: torch.Tensor | None = None,
                name: str | None = None) -> tuple[list[Case], dict[str, str]]:
@@ -416,7 +407,7 @@ def gemm_cases(shape: GemmShape, *, device: str, backends: Sequence[str], forms:
             except (RuntimeError, NotImplementedError) as exc:
                 refused[f"{backend}, {form}"] = _first_line(exc)
                 continue
-            cases.append(_checked(case, _as_tokens_by_outputs(form, out), reference, FP16_TOLERANCE))
+            cases.append(checked(case, _as_tokens_by_outputs(form, out), reference, FP16_TOLERANCE, relative_error))
     return cases, refused
 
 
@@ -447,7 +438,7 @@ def zeros_cases(shape: GemmShape, *, device: str, dtype: torch.dtype, seed: int 
         case = Case(f"{shape.label} dense, {label}", precision, functools.partial(F.linear, x_run, w_run),
                     shape.flops, params={"gemm": shape.label, "n": shape.n, "k": shape.k, "m": shape.m,
                                          "weight": label})
-        cases.append(_checked(case, case.fn(), reference, tolerance))
+        cases.append(checked(case, case.fn(), reference, tolerance, relative_error))
     return cases
 
 
@@ -472,7 +463,7 @@ def speedup_rows(cases: Sequence[Case], runs: dict[str, list[bench.Measurement]]
 def best_against_best(cases: Sequence[Case], runs: dict[str, list[bench.Measurement]], gemm: str) -> bench.Comparison:
     """The fastest sparse case of GEMM `gemm` against its fastest dense case (either orientation)."""
     def median(case: Case) -> float:
-        return statistics.median(m.latency_ms.median for m in runs[case.label])
+        return bench.median_latency_ms(runs[case.label])
 
     mine = [c for c in cases if c.params.get("gemm") == gemm]
     dense_cases = [c for c in mine if c.params["backend"] == "dense"]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
-import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -415,7 +414,7 @@ def overlap_study(cases: Sequence[OverlapCase], *, passes: int = 2, **bench_kwar
                 bucket.append(fork.measure(f"{c.name}: {what}", batch_size=1, **bench_kwargs))
     rows, timelines = [], {}
     for c in cases:
-        a_ms, b_ms, together_ms = (statistics.median(m.latency_ms.median for m in bucket) for bucket in runs[c.name])
+        a_ms, b_ms, together_ms = (bench.median_latency_ms(bucket) for bucket in runs[c.name])
         spans = forks[c.name][2].timeline()
         busy = [sum(s.duration_ms for s in spans if s.lane == lane) for lane in c.lanes]
         rows.append({
@@ -526,7 +525,7 @@ def copy_bandwidth_study(nbytes: int, *, passes: int = 2,
                         else functools.partial(host.copy_, device, non_blocking=True))
                 runs[memory].append(bench.measure(copy, name=f"{direction}, {memory}", device="cuda", **bench_kwargs))
         for memory, measured in runs.items():
-            median_ms = statistics.median(m.latency_ms.median for m in measured)
+            median_ms = bench.median_latency_ms(measured)
             rows.append({"direction": direction, "host memory": memory, "MiB": nbytes / MiB, "median_ms": median_ms,
                          "GB_per_s": nbytes / (median_ms / 1e3) / 1e9,
                          "spread_pct": bench.spread_pct(m.latency_ms.median for m in measured)})

@@ -43,7 +43,7 @@ def batch_sweep(runners: Sequence[Runner], batch_sizes: Sequence[int], *, model:
                 "latency_ms": median_ms,
                 "p90_ms": statistics.median(m.latency_ms.p90 for m in ms),
                 "p99_ms": statistics.median(m.latency_ms.p99 for m in ms),
-                "host_ms": statistics.median(m.host_ms.median for m in ms),
+                "host_ms": bench.median_host_ms(ms),
                 f"throughput_{unit}_per_s": batch / (median_ms / 1e3),
                 "spread_pct": bench.spread_pct(medians) if len(medians) > 1 else float("nan"),
                 "pass_medians_ms": [round(x, 5) for x in medians],

@@ -99,3 +99,13 @@ def test_measure_interleaved_alternates_configurations():
     # a's calls, then b's, then a's again: never one configuration's two passes back to back
     switches = [x for i, x in enumerate(order) if i == 0 or order[i - 1] != x]
     assert switches == ["a", "b", "a", "b"]
+
+
+def test_median_of_repeated_runs_takes_each_runs_median():
+    def run(latency_ms, host_ms):
+        return bench.Measurement("m", "x", "cpu", 1, bench.Stats.of(latency_ms), bench.Stats.of(host_ms),
+                                 0.0, len(latency_ms), 0.0, "perf_counter")
+
+    runs = [run([1.0, 2.0, 9.0], [0.1]), run([3.0, 4.0, 5.0], [0.3]), run([6.0], [0.2])]
+    assert bench.median_latency_ms(runs) == 4.0   # medians 2, 4, 6
+    assert bench.median_host_ms(runs) == 0.2

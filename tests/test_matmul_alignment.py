@@ -36,7 +36,7 @@ def test_a_wrong_result_is_refused_before_timing():
     case = ma.Case("wrong", "fp32", lambda: None, 1)
     ref = torch.ones(4, 4)
     with pytest.raises(AssertionError, match="do not time it"):
-        ma._checked(case, ref * 1.1, ref)
+        ma.checked(case, ref * 1.1, ref)
 
 
 def test_padded_matmul_pads_weight_once_and_keeps_the_product():

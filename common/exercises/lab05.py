@@ -105,14 +105,23 @@ def unsqueeze_pair_model(blocks: int = 3, channels: int = 8, seed: int = 0) -> o
     return _model(b, [x], [(y, (2, channels, 6, 6)), (total, ()), (other, (2, channels, 6))])
 
 
-def _check_unsqueeze_pairs(fn) -> str | None:
-    model = unsqueeze_pair_model()
-    removed, rewritten = _apply(fn, model)
-    if removed is None:
+def _rewrite(fn, model: onnx.ModelProto):
+    """The learner's rewrite applied: (its return value, the rewritten model, its op counts), or what
+    went wrong as a string. An untouched exercise returns None: NotImplementedError."""
+    result, rewritten = _apply(fn, model)
+    if result is None:
         raise NotImplementedError
     if isinstance(rewritten, str):
         return rewritten
-    counts = Counter(node.op_type for node in rewritten.graph.node)
+    return result, rewritten, Counter(node.op_type for node in rewritten.graph.node)
+
+
+def _check_unsqueeze_pairs(fn) -> str | None:
+    model = unsqueeze_pair_model()
+    outcome = _rewrite(fn, model)
+    if isinstance(outcome, str):
+        return outcome
+    removed, rewritten, counts = outcome
     if removed != 3 or counts["Unsqueeze"] != 2 or counts["Squeeze"] != 2:
         return (f"the graph has 3 removable pairs and 2 that must stay; your rewrite returned {removed} and left "
                 f"{counts['Unsqueeze']} Unsqueeze and {counts['Squeeze']} Squeeze nodes (expected 3, 2 and 2). "
@@ -186,12 +195,10 @@ def variant_layernorm_model(hidden: int = 32, epsilons: tuple[float, ...] = (1e-
 
 def _check_variant(fn) -> str | None:
     model = variant_layernorm_model()
-    fused, rewritten = _apply(fn, model)
-    if fused is None:
-        raise NotImplementedError
-    if isinstance(rewritten, str):
-        return rewritten
-    counts = Counter(node.op_type for node in rewritten.graph.node)
+    outcome = _rewrite(fn, model)
+    if isinstance(outcome, str):
+        return outcome
+    fused, rewritten, counts = outcome
     if fused != 2 or counts["LayerNormalization"] != 2 or counts["ReduceMean"] != 1 or counts["Reciprocal"] != 1:
         return (f"the graph has 2 LayerNorms written with Reciprocal and an RMSNorm that must stay; your rewrite "
                 f"returned {fused} and left nodes {dict(counts)}. Expected 2 fused, 2 LayerNormalization nodes, and "

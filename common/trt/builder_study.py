@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -74,7 +73,7 @@ class EngineResult:
 
     @property
     def latency_ms(self) -> float:
-        return statistics.median(m.latency_ms.median for m in self.runs)
+        return bench.median_latency_ms(self.runs)
 
     def row(self) -> dict[str, Any]:
         medians = [m.latency_ms.median for m in self.runs]

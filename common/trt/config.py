@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 Shape = tuple[int, ...]
 ShapeRange = tuple[Shape, Shape, Shape]
@@ -160,17 +160,10 @@ class BuildConfig:
         if self.max_num_tactics == 0:
             raise ValueError("max_num_tactics must be -1 (TensorRT chooses) or at least 1, got 0")
 
-        verbosity = str(self.profiling_verbosity).lower()
-        if verbosity not in PROFILING_VERBOSITIES:
-            raise ValueError(f"profiling_verbosity must be one of {PROFILING_VERBOSITIES}, "
-                             f"got {self.profiling_verbosity!r}")
-        set_("profiling_verbosity", verbosity)
-        if self.tiling_optimization_level is not None:
-            level = str(self.tiling_optimization_level).upper()
-            if level not in TILING_LEVELS:
-                raise ValueError(f"tiling_optimization_level must be one of {TILING_LEVELS}, "
-                                 f"got {self.tiling_optimization_level!r}")
-            set_("tiling_optimization_level", level)
+        self._check_choice("profiling_verbosity", PROFILING_VERBOSITIES, str.lower, optional=False)
+        self._check_choice("tiling_optimization_level", TILING_LEVELS, str.upper)
+        self._check_choice("python_plugins", PYTHON_PLUGIN_CHOICES, str.lower,
+                           hint=" (or None when no plugin has both implementations)")
 
         sources = _names(self.tactic_sources, "tactic_sources")
         if sources is not None:
@@ -199,12 +192,17 @@ class BuildConfig:
         set_("extra_flags", flags)
         if self.timing_cache_path is not None:
             set_("timing_cache_path", str(self.timing_cache_path))
-        if self.python_plugins is not None:
-            choice = str(self.python_plugins).lower()
-            if choice not in PYTHON_PLUGIN_CHOICES:
-                raise ValueError(f"python_plugins must be one of {PYTHON_PLUGIN_CHOICES} (or None when no "
-                                 f"plugin has both implementations), got {self.python_plugins!r}")
-            set_("python_plugins", choice)
+
+    def _check_choice(self, name: str, choices: tuple[str, ...], normalise: Callable[[str], str],
+                      hint: str = "", optional: bool = True) -> None:
+        """Normalise field `name` (case) and check it is one of `choices`; an optional None stays None."""
+        value = getattr(self, name)
+        if value is None and optional:
+            return
+        choice = normalise(str(value))
+        if choice not in choices:
+            raise ValueError(f"{name} must be one of {choices}{hint}, got {value!r}")
+        object.__setattr__(self, name, choice)
 
     def _check_int(self, name: str, lo: int, hi: int | None) -> None:
         value = getattr(self, name)

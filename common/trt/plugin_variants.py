@@ -23,7 +23,6 @@ type hints as objects.
 
 import collections
 import functools
-import statistics
 import subprocess
 import sys
 import time
@@ -35,7 +34,8 @@ import numpy as np
 
 from common import env
 
-from .build import EngineBuildError, load_engine
+from . import compat
+from .build import EngineBuildError, _host_bytes, load_engine
 from .logger import BuildLog, make_logger
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def build_conv_plugin_engine(name: str, plugin: str, shape: Tuple[int, int, int,
     bias = weights["bias"].astype(np.float32 if fp32_only else np.float16)
     log = BuildLog()
     builder = trt.Builder(make_logger(log))
-    network = builder.create_network(0)
+    network = builder.create_network(compat.network_flags(trt))   # strongly typed on 10.x too
     x = network.add_input("x", trt.DataType.HALF, trt.Dims(shape))
     conv1 = network.add_convolution_nd(x, channels, trt.Dims([3, 3]), trt.Weights(conv1_w))
     conv1.padding_nd = trt.Dims([1, 1])
@@ -241,7 +241,7 @@ def build_conv_plugin_engine(name: str, plugin: str, shape: Tuple[int, int, int,
     build_seconds = time.perf_counter() - start
     if serialized is None:
         raise EngineBuildError(f"TensorRT failed to build the {name} engine:\n" + "\n".join(log.errors() or log.lines()[-20:]))
-    plan = bytes(memoryview(serialized))
+    plan = _host_bytes(serialized)
     return PluginEngine(name, plugin, aot, load_engine(plan), plan, build_seconds,
                         dict(CALLS - calls_before), log)
 
@@ -351,7 +351,7 @@ def study(shape: Tuple[int, int, int, int], *, seed: int = 0, tolerance: float =
         path = plan_dir / VARIANTS[name][2]
         path.write_bytes(built[name].plan)
         row["loads_without_python"] = loads_in_bare_process(path)
-        row["latency_ms"] = statistics.median(m.latency_ms.median for m in runs[name])
-        row["host_us_per_enqueue"] = 1e3 * statistics.median(m.host_ms.median for m in runs[name])
+        row["latency_ms"] = bench.median_latency_ms(runs[name])
+        row["host_us_per_enqueue"] = 1e3 * bench.median_host_ms(runs[name])
     timed = {name: tactics_timed(b) for name, b in built.items() if b.plugin == MULTI_FORMAT_PLUGIN and not b.aot}
     return {"rows": rows, "runs": runs, "tactics_timed": timed}
