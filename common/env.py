@@ -7,6 +7,7 @@ with a message that says what to do, or checks :func:`has` and runs its real cou
 
 from __future__ import annotations
 
+import enum
 import functools
 import importlib.metadata
 import os
@@ -262,18 +263,47 @@ def require(*needs: str, env: Environment | None = None) -> Environment:
 
 # -- scale and folders -------------------------------------------------------------------------
 
-def scale(env: Environment | None = None) -> str:
-    """'full' on a GPU, 'small' on CPU; TRTLABS_SCALE=small|full overrides (for quick GPU runs)."""
-    forced = os.environ.get("TRTLABS_SCALE", "").strip().lower()
-    if forced in ("small", "full"):
-        return forced
+class Scale(str, enum.Enum):
+    """How large a lab's experiments are: "full" on a GPU, "small" on a CPU (or a quick GPU pass).
+
+    A str subclass, so ``Scale.FULL == "full"``; every function that takes a scale validates it with
+    :func:`as_scale`, so a typo is an error naming the allowed values, never a quiet fallback.
+    """
+
+    FULL = "full"
+    SMALL = "small"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+SCALES = tuple(s.value for s in Scale)
+
+
+def as_scale(value: "Scale | str", *, source: str = "scale") -> Scale:
+    """`value` as a :class:`Scale`; anything else raises ValueError naming the allowed values."""
+    if isinstance(value, Scale):
+        return value
+    if isinstance(value, str) and value.strip().lower() in SCALES:
+        return Scale(value.strip().lower())
+    raise ValueError(f"{source} must be one of {', '.join(map(repr, SCALES))}, got {value!r}")
+
+
+def scale(env: Environment | None = None) -> Scale:
+    """FULL on a GPU, SMALL on a CPU; TRTLABS_SCALE=small|full overrides (for quick GPU runs).
+
+    A TRTLABS_SCALE that is set but is neither value is an error, not a silent fallback.
+    """
+    forced = os.environ.get("TRTLABS_SCALE", "").strip()
+    if forced:
+        return as_scale(forced, source="TRTLABS_SCALE")
     env = env or detect()
-    return "full" if env.has_gpu else "small"
+    return Scale.FULL if env.has_gpu else Scale.SMALL
 
 
 def pick(full, small, env: Environment | None = None):
     """`full` at full scale, `small` otherwise: how labs size their sweeps for the machine."""
-    return full if scale(env) == "full" else small
+    return full if scale(env) is Scale.FULL else small
 
 
 def project_root() -> Path:

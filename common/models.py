@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .env import Scale, as_scale
+
 
 class BasicBlock(nn.Module):
     expansion = 1
@@ -154,8 +156,8 @@ def _specs(full: bool) -> dict[str, ModelSpec]:
     }
 
 
-def spec(name: str, scale: str = "full") -> ModelSpec:
-    specs = _specs(scale == "full")
+def spec(name: str, scale: "Scale | str" = "full") -> ModelSpec:
+    specs = _specs(as_scale(scale) is Scale.FULL)
     if name not in specs:
         raise KeyError(f"unknown model {name!r}; the zoo has {sorted(specs)}")
     return specs[name]

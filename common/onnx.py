@@ -73,14 +73,31 @@ def io_shapes(path_or_model) -> dict[str, list]:
     return shapes
 
 
-def ort_session(path: str | Path, providers: list[str] | None = None, intra_op_threads: int | None = None):
-    """An ONNX Runtime session; CPU unless `providers` says otherwise."""
+#: ONNX Runtime's graph optimization levels by short name (fusion, reduce and builder labs use them).
+ORT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+              "all": "ORT_ENABLE_ALL"}
+
+
+def ort_session(path: str | Path, *, level: str = "all", threads: int | None = None,
+                optimized_path: str | Path | None = None, providers: list[str] | None = None):
+    """An ONNX Runtime session of the model at `path`; CPU unless `providers` says otherwise.
+
+    `level` is a key of :data:`ORT_LEVELS` (or ONNX Runtime's own name): "disabled" runs the graph as
+    written, "basic" removes no-ops and folds constants, "all" adds ONNX Runtime's own fusions.
+    `optimized_path` writes the graph ONNX Runtime really runs after optimizing it.
+    """
     import onnxruntime as ort
 
+    names = {**ORT_LEVELS, **{v: v for v in ORT_LEVELS.values()}}
+    if level not in names:
+        raise ValueError(f"level must be one of {sorted(ORT_LEVELS)}, got {level!r}")
     options = ort.SessionOptions()
-    if intra_op_threads:
-        options.intra_op_num_threads = intra_op_threads
-    options.log_severity_level = 3
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, names[level])
+    options.log_severity_level = 3   # the layout optimizer's "hardware-specific model" notice is expected
+    if threads:
+        options.intra_op_num_threads = threads
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
     return ort.InferenceSession(str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"])
 
 

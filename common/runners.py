@@ -193,7 +193,7 @@ class OnnxRuntimeRunner(Runner):
 
         self.device = "cpu"
         super().__init__()
-        self.session = ort_session(onnx_path, providers, intra_op_threads)
+        self.session = ort_session(onnx_path, providers=providers, threads=intra_op_threads)
         provider = self.session.get_providers()[0].replace("ExecutionProvider", "")
         self.backend = f"ONNX Runtime {provider}"
         if provider == "CUDA":

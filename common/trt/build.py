@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common import env
+from common.files import write_atomic
 
 from . import compat
-from .cache import EngineCache, cache_key, write_atomic
+from .cache import EngineCache, cache_key
 from .config import BuildConfig
 from .logger import BuildLog, make_logger
 

@@ -14,10 +14,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
+
+from common.files import write_atomic
 
 from .config import BuildConfig
 
@@ -59,20 +60,6 @@ def cache_key(onnx: str | os.PathLike[str] | bytes, config: BuildConfig,
         "gpu": gpu_name,
     }, sort_keys=True, separators=(",", ":"))
     return _sha256(header.encode())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: readers see the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class EngineCache:

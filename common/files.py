@@ -1,0 +1,33 @@
+"""Files the course writes, written whole or not at all.
+
+Introduced in lab 00 (tour). Every file the course writes (claims, ceilings, engines, timing caches,
+reports) goes through :func:`write_atomic`: a temporary file in the same folder, flushed to disk, then
+renamed over the target, so a reader sees the old file or the new one, never half of one, and a full
+disk or an interrupt leaves the previous file intact.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write `data` to `path` atomically (temporary file beside it, fsync, ``os.replace``)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """:func:`write_atomic` for text, UTF-8."""
+    write_atomic(path, text.encode("utf-8"))
