@@ -261,6 +261,19 @@ def require(*needs: str, env: Environment | None = None) -> Environment:
     return env
 
 
+def has_triton() -> bool:
+    """True where Triton kernels can run: a CUDA GPU and Triton importable (not imported here).
+
+    Introduced in lab 05 (fusion); lab 11 (plugins) uses it too."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
+
+
 # -- scale and folders -------------------------------------------------------------------------
 
 class Scale(str, enum.Enum):

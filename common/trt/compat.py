@@ -37,6 +37,13 @@ def is_trt10(trt: ModuleType) -> bool:
     return version_tuple(trt)[0] == 10
 
 
+def at_least(trt: ModuleType, major: int, minor: int = 0) -> bool:
+    """True when the installed TensorRT is `major`.`minor` or newer: the guard for names that arrived
+    in a 10.x minor release (``tests/test_trt_api.py`` checks the names inside it against every
+    version it admits)."""
+    return version_tuple(trt)[:2] >= (major, minor)
+
+
 def network_flags(trt: ModuleType) -> int:
     """``create_network`` flags for a strongly typed network on the installed version."""
     require_supported(trt)
