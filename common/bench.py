@@ -5,6 +5,13 @@ events recorded on a created (never the default) stream around the enqueue alone
 time is taken apart with ``perf_counter_ns``. Warm-up runs for a time budget, then enough
 iterations fill a measuring budget; results are medians with p10/p90/p99. On a CPU the same
 statistics come from ``perf_counter_ns`` around each call.
+
+After the event-timed loop a short second pass runs under CUPTI (``torch.profiler`` with CUDA
+activities) and reads the GPU's own busy time per iteration: ``kernel_ms`` is the union of the
+intervals of every kernel, memory copy and memset the iteration put on the device (work overlapping on
+several streams counts once), ``kernel_sum_ms`` their plain sum. ``gpu_busy = kernel_ms / event_ms``
+names the regime a figure was measured in: device-bound (busy >= 0.8), host-bound (< 0.5) or mixed.
+``TRTLABS_KERNEL_TIME=0`` (or ``measure(..., kernel_time=False)``) skips that pass.
 """
 
 from __future__ import annotations
@@ -13,8 +20,11 @@ import contextlib
 import gc
 import json
 import math
+import os
+import random
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -61,6 +71,131 @@ def _quantile(sorted_xs: Sequence[float], q: float) -> float:
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * (pos - lo)
 
 
+#: Interleaved passes every comparison takes (COURSE_DESIGN §5); fewer only where one pass takes over 10 s.
+PASSES = 5
+#: Confidence of the bootstrap interval a ratio carries, and the resampling that computes it.
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+DEVICE_BOUND, HOST_BOUND, MIXED, CPU_REGIME, NOT_MEASURED = "device-bound", "host-bound", "mixed", "cpu", "not measured"
+#: gpu_busy at or above which a figure is device-bound, and below which it is host-bound.
+DEVICE_BOUND_BUSY, HOST_BOUND_BUSY = 0.8, 0.5
+
+#: Environment variable that switches the kernel-time pass off ("0", "false", "no", "off").
+KERNEL_TIME_ENV = "TRTLABS_KERNEL_TIME"
+#: The kernel-time pass profiles about this much device time, 1 to KERNEL_TIME_MAX_ITERS iterations.
+KERNEL_TIME_BUDGET_MS = 50.0
+KERNEL_TIME_MAX_ITERS = 10
+#: Device activities that count as device work (kineto's names): kernels, copies and memsets.
+DEVICE_ACTIVITIES = ("kernel", "gpu_memcpy", "gpu_memset")
+_COPY_ACTIVITIES = ("gpu_memcpy", "gpu_memset")
+_ITERATION_LABEL = "bench.kernel_time.iteration"
+
+
+@dataclass(frozen=True)
+class KernelTime:
+    """The GPU's own time per iteration, read by CUPTI in the pass after the event-timed loop."""
+
+    union_ms: float                    # median per iteration of the union of device-activity intervals
+    sum_ms: float                      # median per iteration of their plain sum (overlap counted twice)
+    copy_ms: float                     # the memcpy/memset part of union_ms (union of those alone)
+    activities_per_iter: float         # kernels + copies + memsets per iteration (median)
+    iterations: int                    # iterations profiled
+    per_iteration_ms: tuple[float, ...] = ()   # union_ms of each profiled iteration
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "KernelTime":
+        return cls(**{**d, "per_iteration_ms": tuple(d.get("per_iteration_ms", ()))})
+
+
+def interval_union(intervals: Iterable[tuple[float, float]]) -> float:
+    """Total length covered by `intervals` ((start, end) pairs): overlapping parts count once."""
+    total = 0.0
+    cur_start = cur_end = None
+    for start, end in sorted((float(a), float(b)) for a, b in intervals):
+        if end < start:
+            raise ValueError(f"interval ends before it starts: ({start}, {end})")
+        if cur_end is None or start > cur_end:
+            if cur_end is not None:
+                total += cur_end - cur_start
+            cur_start, cur_end = start, end
+        else:
+            cur_end = max(cur_end, end)
+    if cur_end is not None:
+        total += cur_end - cur_start
+    return total
+
+
+def attribute(intervals: Sequence[tuple[float, float]],
+              windows: Sequence[tuple[float, float]]) -> list[list[tuple[float, float]]]:
+    """Give each interval to the window (iteration) in which it starts, clipped at that window's end.
+
+    Windows are the iterations' (start, end) on the same clock, in order and not overlapping (the
+    profiling pass synchronises inside each one, so an iteration's device work ends before its window
+    does). An interval starting outside every window (another process's or the profiler's own work)
+    belongs to no iteration and is dropped.
+    """
+    import bisect
+
+    starts = [w[0] for w in windows]
+    out: list[list[tuple[float, float]]] = [[] for _ in windows]
+    for start, end in intervals:
+        i = bisect.bisect_right(starts, start) - 1
+        if i >= 0 and start <= windows[i][1]:
+            out[i].append((start, min(end, windows[i][1])))
+    return out
+
+
+def iteration_windows(ranges: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Contiguous windows from the host ranges of successive iterations: each runs to the next one's start.
+
+    An iteration's device work may be stamped a little after its host range ends (GPU and host clocks
+    are aligned only so closely); it cannot belong to the next iteration before that one has started.
+    """
+    ranges = sorted(ranges)
+    return [(start, ranges[i + 1][0] if i + 1 < len(ranges) else end) for i, (start, end) in enumerate(ranges)]
+
+
+def per_iteration(intervals: Sequence[tuple[float, float]], windows: Sequence[tuple[float, float]],
+                  ) -> list[tuple[float, float, int]]:
+    """(union, plain sum, count) of the intervals of each window, in the intervals' unit."""
+    return [(interval_union(ivs), sum(e - s for s, e in ivs), len(ivs)) for ivs in attribute(intervals, windows)]
+
+
+def regime_of(busy: float, device: str = "cuda") -> str:
+    """The regime a gpu_busy value names: device-bound, host-bound or mixed; "cpu" on a CPU."""
+    if device == "cpu":
+        return CPU_REGIME
+    if busy is None or math.isnan(busy):
+        return NOT_MEASURED
+    if busy >= DEVICE_BOUND_BUSY:
+        return DEVICE_BOUND
+    if busy < HOST_BOUND_BUSY:
+        return HOST_BOUND
+    return MIXED
+
+
+def kernel_time_enabled(flag: bool | None = None) -> bool:
+    """`flag` if given, else on unless TRTLABS_KERNEL_TIME is 0 / false / no / off."""
+    if flag is not None:
+        return bool(flag)
+    value = os.environ.get(KERNEL_TIME_ENV, "").strip().lower()
+    if value in ("", "1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{KERNEL_TIME_ENV}={value!r}: expected 1 or 0 (on or off)")
+
+
+def kernel_iterations(per_iter_ms: float, budget_ms: float = KERNEL_TIME_BUDGET_MS,
+                      max_iters: int = KERNEL_TIME_MAX_ITERS) -> int:
+    """How many iterations the kernel-time pass profiles: about `budget_ms` of them, 1 to `max_iters`."""
+    if not per_iter_ms > 0:
+        return max_iters
+    return int(min(max_iters, max(1, budget_ms // per_iter_ms)))
+
+
 @dataclass
 class Measurement:
     """One timed configuration: what ran, where, and its latency distribution."""
@@ -76,6 +211,32 @@ class Measurement:
     warmup_ms: float
     timer: str                 # "cuda-events" or "perf_counter"
     extra: dict = field(default_factory=dict)
+    kernel: KernelTime | None = None   # the GPU's own time (CUPTI pass); None on a CPU or when skipped
+    kernel_note: str = ""              # why `kernel` is None on a GPU
+
+    @property
+    def event_ms(self) -> float:
+        """Median latency per iteration: CUDA events on a GPU, host time on a CPU."""
+        return self.latency_ms.median
+
+    @property
+    def kernel_ms(self) -> float:
+        """The GPU's busy time per iteration (union of device intervals); NaN when not measured."""
+        return self.kernel.union_ms if self.kernel is not None else float("nan")
+
+    @property
+    def kernel_sum_ms(self) -> float:
+        """The plain sum of device-activity durations per iteration; NaN when not measured."""
+        return self.kernel.sum_ms if self.kernel is not None else float("nan")
+
+    @property
+    def gpu_busy(self) -> float:
+        """kernel_ms / event_ms: the share of the measured latency the GPU was doing work."""
+        return self.kernel_ms / self.event_ms if self.event_ms > 0 else float("nan")
+
+    @property
+    def regime(self) -> str:
+        return regime_of(self.gpu_busy, self.device)
 
     @property
     def throughput_per_s(self) -> float:
@@ -90,7 +251,13 @@ class Measurement:
         lat = self.latency_ms
         return (f"{self.name} [{self.backend}, {self.device}] batch {self.batch_size}: median {lat.median:.4g} ms "
                 f"(p10 {lat.p10:.4g}, p90 {lat.p90:.4g}, p99 {lat.p99:.4g}; n={lat.n}, {self.timer}); "
-                f"host {self.host_ms.median:.4g} ms/call")
+                f"host {self.host_ms.median:.4g} ms/call{self._kernel_summary()}")
+
+    def _kernel_summary(self) -> str:
+        if self.kernel is None:
+            return f"; kernel time not measured ({self.kernel_note})" if self.kernel_note else ""
+        return (f"; kernels {self.kernel_ms:.4g} ms/iter (sum {self.kernel_sum_ms:.4g}), "
+                f"{self.gpu_busy:.0%} busy: {self.regime}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -102,6 +269,8 @@ class Measurement:
         d = {k: v for k, v in d.items() if k != "throughput_per_s"}
         d["latency_ms"] = Stats(**d["latency_ms"])
         d["host_ms"] = Stats(**d["host_ms"])
+        if d.get("kernel") is not None:
+            d["kernel"] = KernelTime.from_dict(d["kernel"])
         return cls(**d)
 
 
@@ -130,20 +299,30 @@ def measure(
     min_iters: int = 10,
     max_iters: int = 5000,
     extra: dict | None = None,
+    kernel_time: bool | None = None,
 ) -> Measurement:
     """Time `fn` (which enqueues one inference) like trtexec: warm up by time, then many iterations.
 
     On 'cuda', `fn` runs inside ``torch.cuda.stream(stream)`` so PyTorch work lands on that created
     stream; a runner with its own stream (TensorRT) must enqueue on the same one (pass it). Only the
     enqueue sits between the two events: no allocation, no copies, no synchronisation.
+
+    Then, unless `kernel_time` is False (default: on unless ``TRTLABS_KERNEL_TIME=0``), a few more
+    iterations run under CUPTI to read the GPU's own busy time (:class:`KernelTime`).
     """
     if device is None:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
-        return _measure_cuda(fn, name, backend, batch_size, _cuda_stream(stream), warmup_ms, measure_ms,
-                             min_iters, max_iters, extra or {})
+        stream = _cuda_stream(stream)
+        m = _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms,
+                          min_iters, max_iters, extra or {})
+        if kernel_time_enabled(kernel_time):
+            m.kernel, m.kernel_note = measure_kernel_time(fn, stream, kernel_iterations(m.event_ms))
+        else:
+            m.kernel_note = f"switched off ({KERNEL_TIME_ENV}=0 or kernel_time=False)"
+        return m
     if device == "cpu":
         return _measure_cpu(fn, name, backend, batch_size, warmup_ms, measure_ms, min_iters, max_iters,
                             extra or {})
@@ -205,6 +384,120 @@ def _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms, 
         wall_ms_per_iter=wall_ns / 1e6 / iters, iterations=iters, warmup_ms=elapsed_ms,
         timer="cuda-events", extra=extra,
     )
+
+
+# -- the kernel-time pass ------------------------------------------------------------------------
+
+def _profiler_busy() -> bool:
+    import torch
+
+    enabled = getattr(torch.autograd, "_profiler_enabled", None) or getattr(torch._C._autograd, "_profiler_enabled", None)
+    return bool(enabled and enabled())
+
+
+def _activity(event) -> str:
+    """kineto's activity type of a device event; from the name on a PyTorch that does not expose it."""
+    if hasattr(event, "activity_type"):
+        return event.activity_type()
+    name = event.name()
+    if name.startswith("Memcpy"):
+        return "gpu_memcpy"
+    if name.startswith("Memset"):
+        return "gpu_memset"
+    return "gpu_user_annotation" if name == _ITERATION_LABEL or name == "Context Sync" else "kernel"
+
+
+def device_activities(events) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
+    """From kineto's events: (device-activity intervals, their copy/memset part, iteration windows), in ns.
+
+    Device work is every kernel, memcpy and memset CUPTI reported (those inside CUDA-graph replays,
+    Triton's, cuBLAS/cuSPARSELt's, TensorRT's alike); GPU-side annotations and synchronisation records
+    are not work. Windows are the host ranges :func:`measure_kernel_time` opens around each iteration.
+    """
+    from torch.autograd import DeviceType
+
+    work, copies, windows = [], [], []
+    for ev in events:
+        if ev.device_type() == DeviceType.CPU:
+            if ev.name() == _ITERATION_LABEL:
+                windows.append((ev.start_ns(), ev.end_ns()))
+            continue
+        kind = _activity(ev)
+        if kind in DEVICE_ACTIVITIES:
+            interval = (ev.start_ns(), ev.end_ns())
+            work.append(interval)
+            if kind in _COPY_ACTIVITIES:
+                copies.append(interval)
+    return work, copies, sorted(windows)
+
+
+def kernel_time_of(work, copies, windows) -> KernelTime | None:
+    """Per-iteration medians from intervals and iteration windows in ns (:func:`iteration_windows`); None if no window."""
+    if not windows:
+        return None
+    rows = per_iteration(work, windows)
+    copy_rows = per_iteration(copies, windows)
+    union_ms = [u / 1e6 for u, _, _ in rows]
+    return KernelTime(
+        union_ms=statistics.median(union_ms), sum_ms=statistics.median(s / 1e6 for _, s, _ in rows),
+        copy_ms=statistics.median(u / 1e6 for u, _, _ in copy_rows),
+        activities_per_iter=statistics.median(n for _, _, n in rows), iterations=len(rows),
+        per_iteration_ms=tuple(round(x, 6) for x in union_ms),
+    )
+
+
+_CUPTI_STATE: dict[str, str] = {}
+
+
+def _cupti_problem() -> str:
+    """"" when CUPTI reports kernels here (probed once per process on a known kernel), else why not."""
+    if "problem" not in _CUPTI_STATE:
+        import torch
+
+        found, note = _profile(lambda: torch.cuda._sleep(1000), torch.cuda.Stream(), 1)
+        problem = note if found is None else (
+            "" if found.activities_per_iter >= 1 else "CUPTI reported no kernel for a known one")
+        if problem:
+            warnings.warn(f"kernel time is not measured in this process: {problem}", RuntimeWarning, stacklevel=3)
+        _CUPTI_STATE["problem"] = problem
+    return _CUPTI_STATE["problem"]
+
+
+def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    try:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            with torch.cuda.stream(stream):
+                # The first iteration only lets the profiler settle; each one synchronises inside its
+                # window so that all of its device work falls within it.
+                for _ in range(iterations + 1):
+                    with record_function(_ITERATION_LABEL):
+                        fn()
+                        torch.cuda.synchronize()
+        events = prof.profiler.kineto_results.events()
+    except (RuntimeError, AttributeError) as exc:   # CUPTI taken by another tool, or an old profiler
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return None, f"profiler unavailable: {type(exc).__name__}: {first_line}"
+    work, copies, ranges = device_activities(events)
+    windows = iteration_windows(ranges)[1:]   # the settling iteration is not counted
+    found = kernel_time_of(work, copies, windows)
+    return found, "" if found is not None else "the profiler recorded no iteration"
+
+
+def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int) -> tuple[KernelTime | None, str]:
+    """Run `fn` `iterations` (+1) times under CUPTI on `stream`: its :class:`KernelTime`, or None and why.
+
+    Never raises for the profiler's sake: a figure without kernel time says why in its note.
+    """
+    if _profiler_busy():
+        return None, "another profiler is running"
+    problem = _cupti_problem()
+    if problem:
+        return None, problem
+    with _gc_paused():
+        return _profile(fn, stream, iterations)
 
 
 def _measure_cpu(fn, name, backend, batch_size, warmup_ms, measure_ms, min_iters, max_iters, extra):

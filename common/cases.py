@@ -4,7 +4,8 @@ Introduced in lab 07 (MatMul alignment) and used by labs 08 (precision), 09 (spa
 (builder): a :class:`Case` is one operation to time (`fn` enqueues it, `flops` counts it), checked
 against an FP32 reference with :func:`checked` before it is timed; :func:`measure_cases` times a list
 of them in interleaved passes; :func:`result_rows` turns the timings into TFLOP/s and a share of the
-machine's measured matrix ceiling.
+machine's measured matrix ceiling. :func:`gemm_case` and :func:`fp8_case` are the plain matrix
+products labs 07 and 08 time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 #: Elements per 16 bytes: the multiple each precision's inner dimensions need on tensor cores.
 ALIGNMENT = {"fp32": 4, "tf32": 4, "fp16": 8, "bf16": 8, "fp8": 16, "int8": 16}
+#: PyTorch storage type of each precision (TF32 is FP32 storage with TF32 math allowed).
+TORCH_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def alignment_of(k: int) -> int:
@@ -77,6 +80,41 @@ def checked(case: Case, out: torch.Tensor, reference: torch.Tensor, tolerance: f
     case.error = checks.verify(out, reference, case.label, precision=case.precision, scope="op",
                                tol=tolerance, error=measured)
     return case
+
+
+def gemm_case(m: int, k: int, n: int, precision: str, *, device: str, seed: int = 0) -> Case:
+    """(m, k) @ (k, n) in `precision` ("fp32", "tf32", "fp16", "bf16") on random data, checked first."""
+    a = random_tensor((m, k), device=device, dtype=TORCH_DTYPE[precision], seed=seed)
+    b = random_tensor((k, n), device=device, dtype=TORCH_DTYPE[precision], seed=seed + 1)
+    tf32 = precision == "tf32"
+
+    def run() -> torch.Tensor:
+        torch.backends.cuda.matmul.allow_tf32 = tf32   # per call: cases of both kinds interleave
+        return a @ b
+
+    with tf32_mode(False):
+        reference = a.float() @ b.float()
+        out = run()
+    case = Case(f"{precision} {m}x{k}x{n}", precision, run, 2 * m * k * n, params={"m": m, "k": k, "n": n})
+    return checked(case, out, reference)
+
+
+def fp8_operands(m: int, k: int, n: int, *, device: str, seed: int = 0):
+    """FP8 (e4m3) operands for ``torch._scaled_mm``: A row-major (m, k), B column-major (k, n), unit scales."""
+    a = random_tensor((m, k), device=device, dtype=torch.float32, seed=seed).to(torch.float8_e4m3fn)
+    b = random_tensor((n, k), device=device, dtype=torch.float32, seed=seed + 1).to(torch.float8_e4m3fn).t()
+    one = torch.ones((), device=device)
+    return a, b, one
+
+
+def fp8_case(m: int, k: int, n: int, *, device: str, seed: int = 0) -> Case:
+    """An FP8 GEMM through ``torch._scaled_mm`` (FP16 output), checked against FP32 on the same FP8 values."""
+    a, b, one = fp8_operands(m, k, n, device=device, seed=seed)
+    run = lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.float16)  # noqa: E731
+    with tf32_mode(False):
+        reference = a.float() @ b.float()
+    case = Case(f"fp8 {m}x{k}x{n}", "fp8", run, 2 * m * k * n, params={"m": m, "k": k, "n": n})
+    return checked(case, run(), reference)
 
 
 def measure_cases(cases: Sequence[Case], *, device: str, passes: int = 2, warmup_ms: float = 40.0,

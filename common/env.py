@@ -14,6 +14,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -323,17 +324,71 @@ def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+class FolderError(RuntimeError):
+    """A folder the course writes to cannot be used; the message says which, why, and what to do."""
+
+
+#: The folders the course writes to: environment variable, default under the project root, contents.
+FOLDERS = {"TRTLABS_CACHE": (".cache", "engines, timing caches and measured ceilings"),
+           "TRTLABS_RESULTS": ("results", "figures, CSV and claims")}
+
+
+def _folder(variable: str) -> Path:
+    """The folder `variable` names; a relative path or one starting with ~ is taken from the project
+    root (with ~ expanded), never from the kernel's working folder (labs/)."""
+    raw = os.environ.get(variable, "").strip()
+    if not raw:
+        return project_root() / FOLDERS[variable][0]
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else project_root() / path
+
+
+def _made(path: Path, variable: str) -> Path:
+    """`path` created if missing; a clear :class:`FolderError` if it cannot be a folder."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FolderError(f"{variable} is {path}, which is a file, not a folder: point {variable} at a folder "
+                          f"(or unset it to use {FOLDERS[variable][0]}/ in the course folder)") from None
+    except OSError as exc:
+        raise FolderError(f"cannot create {path} ({variable}): {exc.strerror or exc}. Point {variable} at a "
+                          f"folder you can write to (or unset it to use {FOLDERS[variable][0]}/ in the course "
+                          "folder)") from None
+    return path
+
+
+def check_writable(path: Path, what: str) -> Path:
+    """Create `path` if needed and prove that a file can be written in it; else :class:`FolderError`
+    naming `what` (the variable or option that chose the folder)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except FileExistsError:
+        raise FolderError(f"{what} is {path}, which is a file, not a folder") from None
+    except OSError as exc:
+        raise FolderError(f"{what} is {path}, where nothing can be written ({exc.strerror or exc}): "
+                          "choose a writable folder") from None
+    return path
+
+
+def check_folders() -> dict[str, Path]:
+    """The cache and results folders, each checked to be a writable folder before any lab work starts
+    (`common.execute` calls it first), so a bad TRTLABS_CACHE fails at once, not after lab 00 has measured."""
+    checked = {}
+    for variable, (default, holds) in FOLDERS.items():
+        where = f"{variable} ({holds})" if os.environ.get(variable, "").strip() else f"the {default}/ folder ({holds})"
+        checked[variable] = check_writable(_folder(variable), where)
+    return checked
+
+
 def cache_dir() -> Path:
     """Engines, timing caches and measured ceilings (ignored by git); TRTLABS_CACHE overrides."""
-    path = Path(os.environ.get("TRTLABS_CACHE") or project_root() / ".cache")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _made(_folder("TRTLABS_CACHE"), "TRTLABS_CACHE")
 
 
 def results_dir(lab: str | None = None) -> Path:
     """Where labs write figures, CSV and claims JSON (ignored by git); TRTLABS_RESULTS overrides."""
-    path = Path(os.environ.get("TRTLABS_RESULTS") or project_root() / "results")
-    if lab:
-        path = path / lab
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    path = _made(_folder("TRTLABS_RESULTS"), "TRTLABS_RESULTS")
+    return _made(path / lab, "TRTLABS_RESULTS") if lab else path

@@ -1,30 +1,51 @@
 """Execute lab notebooks headless, in order, with progress, inside an optional time budget.
 
-    python -m common.execute [labs/00_tour.ipynb ...] [--labs 00,03] [--scale small|full]
-                             [--budget-min N] [--out DIR | --inplace] [--report]
+Each notebook runs top to bottom in a fresh kernel of the current Python (as nbval does); a bar shows
+its cells as they finish. Executed notebooks go to DIR (default `report/`, ignored by git) with their
+results (claims, figures: `DIR/results/`), never over the committed notebooks unless `--inplace` is
+given (then results go to `results/`, the report and timings to DIR). `--labs` picks labs by number,
+`--scale` forces the labs' scale (TRTLABS_SCALE), `--budget-min` is a workshop's time budget: a lab
+whose recorded duration on this machine and scale (common.durations) no longer fits is skipped, and
+no cell runs past the budget. `--plan` prints that plan and runs nothing. `--report` writes the HTML
+report of the run (common.course_report).
 
-Each notebook runs top to bottom in a fresh kernel of the current Python (as nbval does); a bar
-shows its cells as they finish. Executed notebooks go to DIR (default `report/`, ignored by git)
-together with their results (claims, figures: `DIR/results/`), never over the committed notebooks
-unless `--inplace` is given (then results go to `results/`, and the report and timings to DIR). `--labs` picks a subset by number, `--scale` forces the labs' scale
-(TRTLABS_SCALE) and `--budget-min` is a workshop's time budget: a lab whose last recorded duration
-no longer fits is skipped, and no cell may run past the budget. `--report` then writes the HTML
-report of everything in DIR (common.course_report). A failing lab is reported and the others go on.
+A failed lab keeps its notebook, executed up to the failing cell with its traceback, and the run goes
+on; the error's own last lines are printed with the cell. Ctrl-C stops the run where it is, keeps what
+ran, and still writes the timings and the report. Every argument is checked before any lab starts.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
+import signal
 import sys
+import tempfile
+import threading
 import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
-from .env import project_root
+from . import durations
+from .env import FolderError, check_folders, check_writable, detect, project_root
+from .files import write_text_atomic
 
+PROG = "python -m common.execute"
 DEFAULT_OUT = "report"
 TIMINGS_FILE = "timings.json"
+#: The longest a single cell may run when no budget says otherwise.
+CELL_LIMIT_S = 1200
+#: How long an interrupted lab's kernel gets to stop by itself before it is killed.
+STOP_GRACE_S = 10.0
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class UsageError(ValueError):
+    """An argument that cannot work; raised before any lab starts."""
 
 
 def lab_notebooks(root: Path | None = None) -> list[Path]:
@@ -32,74 +53,199 @@ def lab_notebooks(root: Path | None = None) -> list[Path]:
     return sorted(p for p in (root / "labs").glob("[0-9][0-9]_*.ipynb"))
 
 
+def parse_labs(labs: str) -> set[str]:
+    """The two-digit numbers in the comma-separated `labs` ("00, 3,11"); anything else is a UsageError."""
+    pieces = [x.strip() for x in labs.split(",")]
+    if not any(pieces):
+        raise UsageError(f"--labs names no lab ({labs!r}); give lab numbers separated by commas, e.g. 00,01,03")
+    bad = [x for x in pieces if x and not (x.isdigit() and len(x) <= 2)]
+    if bad:
+        raise UsageError(f"--labs takes lab numbers separated by commas (e.g. 00,01,03); "
+                         f"{', '.join(map(repr, bad))} is not one")
+    return {f"{int(x):02d}" for x in pieces if x}
+
+
 def select(notebooks: list[Path], labs: str | None) -> list[Path]:
     """The notebooks whose two-digit number is in the comma-separated `labs` ("00,3,11")."""
-    if not labs:
+    if labs is None:
         return notebooks
-    wanted = {f"{int(x):02d}" for x in labs.replace(" ", "").split(",") if x}
+    wanted = parse_labs(labs)
     known = {p.name[:2] for p in notebooks}
     unknown = sorted(wanted - known)
     if unknown:
-        raise SystemExit(f"no lab numbered {', '.join(unknown)}; the labs are {', '.join(sorted(known))}")
+        raise UsageError(f"no lab numbered {', '.join(unknown)}; the labs are {', '.join(sorted(known))}")
     return [p for p in notebooks if p.name[:2] in wanted]
 
 
-def recorded_seconds(path: Path) -> float | None:
-    """How long this notebook took when its committed outputs were produced, if recorded."""
-    meta = json.loads(path.read_text()).get("metadata", {}).get("trtlabs", {})
-    return meta.get("seconds")
+# -- one notebook -------------------------------------------------------------------------------
+
+@dataclass
+class LabRun:
+    """What became of one lab: "ran", "failed" or "interrupted", with the error and its cell."""
+
+    status: str
+    seconds: float
+    notebook: str = ""
+    error: str = ""
+    cell: int | None = None            # 1-based position of the failing cell in the notebook
+    execution_count: int | None = None
+
+    def where(self) -> str:
+        if self.cell is None:
+            return ""
+        count = f", In [{self.execution_count}]" if self.execution_count else ""
+        return f"cell {self.cell}{count}"
 
 
-def execute(path: Path, out_path: Path, timeout_s: float = 1200, progress: bool = True) -> float:
-    """Run one notebook with its outputs and execution counts; return the seconds it took.
+def _tail(text: str, lines: int = 25) -> str:
+    """The end of a traceback, from its last frame: the line that raised and the whole message."""
+    rows = _ANSI.sub("", text).rstrip().splitlines()
+    starts = [i for i, r in enumerate(rows) if r.startswith(("File ", "Cell In[", "Traceback", "---->"))]
+    frame = [i for i in starts if not rows[i].startswith("---->")]
+    rows = rows[frame[-1]:] if frame else rows
+    return "\n".join(rows[-lines:]) if len(rows) > lines else "\n".join(rows)
 
-    The run's duration, machine and scale are kept in the notebook's metadata ("trtlabs"), which
-    the time-budget planner reads back and nbval ignores.
+
+def describe_error(exc: BaseException, nb, cell_index: int | None) -> str:
+    """The error a lab stopped on, as a learner needs it: the failing cell's traceback tail (the
+    exception's own last lines, never cut from the end), or the runner's own message."""
+    if cell_index is not None:
+        for out in nb.cells[cell_index].get("outputs", []):
+            if out.get("output_type") == "error":
+                return _tail("\n".join(out.get("traceback", [])) or f"{out.get('ename')}: {out.get('evalue')}")
+    if hasattr(exc, "ename"):
+        return f"{exc.ename}: {exc.evalue}"
+    text = str(exc).split("Here is a preview of the cell contents", 1)[0].strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _kernel_group(client) -> int | None:
+    provisioner = getattr(getattr(client, "km", None), "provisioner", None)
+    return getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
+
+
+def _stop_kernel(client, worker: threading.Thread) -> None:
+    """Interrupt the kernel (the running cell raises KeyboardInterrupt), then kill it if it lingers."""
+    for sig in (signal.SIGINT, signal.SIGKILL):
+        group = _kernel_group(client)
+        if group is None:
+            break
+        try:
+            os.killpg(group, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            worker.join(STOP_GRACE_S)
+        except KeyboardInterrupt:   # a second Ctrl-C: do not wait, kill
+            pass
+        if not worker.is_alive():
+            return
+    worker.join(STOP_GRACE_S)
+
+
+def _run_client(client) -> BaseException | None:
+    """Run `client` in a worker thread so that Ctrl-C reaches this process as KeyboardInterrupt
+    (nbclient's own SIGINT handler, installed only in the main thread, would kill the kernel and let
+    the next lab start); return the exception the execution ended with."""
+    box: dict[str, BaseException] = {}
+
+    def work() -> None:
+        try:
+            client.execute()
+        except BaseException as exc:   # handed to the main thread, which decides
+            box["exc"] = exc
+
+    worker = threading.Thread(target=work, name="notebook", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except KeyboardInterrupt:
+        _stop_kernel(client, worker)
+        raise
+    return box.get("exc")
+
+
+def execute(path: Path, out_path: Path, timeout_s: float = CELL_LIMIT_S, progress: bool = True) -> LabRun:
+    """Run one notebook and write it to `out_path` whatever happens: complete, or up to the cell that
+    failed (with its traceback) or was interrupted; cells after it are left without outputs.
+
+    The run's status, duration, machine and scale are kept in the notebook's metadata ("trtlabs"),
+    which nbval ignores. Ctrl-C stops the kernel and returns the status "interrupted".
     """
     import nbformat
     from nbclient import NotebookClient
     from tqdm import tqdm
+    from traitlets.config import Config
 
     nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:   # no committed output may pass for this run's
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     n_code = sum(c.cell_type == "code" for c in nb.cells)
     bar = tqdm(total=n_code, desc=f"  {path.stem}", unit="cell", disable=not progress, mininterval=1,
                file=sys.stdout, leave=False)
     started: dict[int, float] = {}
     cell_seconds: dict[int, float] = {}
+    current: list[int] = []
 
     def cell_started(cell_index: int, **_) -> None:
         started[cell_index] = time.perf_counter()
+        current[:] = [cell_index]
 
     def cell_done(cell_index: int, **_) -> None:
         cell_seconds[cell_index] = round(time.perf_counter() - started.get(cell_index, time.perf_counter()), 2)
         bar.update(1)
 
-    client = NotebookClient(nb, timeout=max(1, int(timeout_s)), kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}},
-                            on_cell_start=cell_started, on_cell_executed=cell_done)
+    interrupted = False
     t0 = time.perf_counter()
-    try:
-        client.execute()
-    finally:
-        bar.close()
+    # IPC sockets in a private folder: the kernel is reachable only from this machine, and it has no
+    # "running over TCP without encryption" warning to print once per lab.
+    with tempfile.TemporaryDirectory(prefix="trtlabs-kernel-") as sockets:
+        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+        client = NotebookClient(nb, timeout=max(1, int(timeout_s)), kernel_name="python3", config=config,
+                                resources={"metadata": {"path": str(path.parent)}},
+                                on_cell_start=cell_started, on_cell_executed=cell_done)
+        try:
+            exc: BaseException | None = _run_client(client)
+        except KeyboardInterrupt as stop:
+            exc, interrupted = stop, True
+        finally:
+            bar.close()
     seconds = time.perf_counter() - t0
-    from .env import detect, scale
+    failed_at = current[0] if exc is not None and current else None
+    if exc is not None and getattr(exc, "ename", None) == "KeyboardInterrupt":
+        interrupted = True
+    run = LabRun(status="interrupted" if interrupted else "failed" if exc is not None else "ran",
+                 seconds=round(seconds, 1))
+    if exc is not None:
+        run.error = "interrupted (Ctrl-C)" if interrupted else describe_error(exc, nb, failed_at)
+        if failed_at is not None:
+            run.cell, run.execution_count = failed_at + 1, nb.cells[failed_at].get("execution_count")
+
+    from .env import scale
 
     slowest = sorted(cell_seconds.items(), key=lambda kv: -kv[1])[:5]
-    nb.metadata["trtlabs"] = {"seconds": round(seconds, 1), "machine": detect().machine, "scale": scale(),
+    nb.metadata["trtlabs"] = {"seconds": run.seconds, "machine": detect().machine, "scale": str(scale()),
                               "slowest_cells": {str(i): s for i, s in slowest}}
+    if run.status != "ran":
+        nb.metadata["trtlabs"].update(status=run.status, error=run.error, cell=run.cell)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, out_path)
-    return seconds
+    write_text_atomic(out_path, nbformat.writes(nb))
+    return run
 
 
-def plan(notebooks: list[Path], budget_s: float | None) -> tuple[list[Path], list[str]]:
-    """Labs that fit the budget by their recorded durations (in order), and why the rest do not."""
+# -- the plan -----------------------------------------------------------------------------------
+
+def plan(notebooks: list[Path], budget_s: float | None, seconds: dict[str, float]) -> tuple[list[Path], list[str]]:
+    """Labs that fit the budget by their expected `seconds` (by notebook stem), in order, and why
+    the rest do not. A lab with no recorded duration is expected to take as long as the longest one."""
     if budget_s is None:
         return notebooks, []
+    fallback = max(seconds.values(), default=0.0)
     chosen, skipped, used = [], [], 0.0
     for path in notebooks:
-        expected = recorded_seconds(path) or 0.0
+        expected = seconds.get(path.stem, fallback)
         if used + expected > budget_s:
             skipped.append(f"{path.stem}: needs about {expected:.0f} s, {budget_s - used:.0f} s of the budget left")
             continue
@@ -108,67 +254,192 @@ def plan(notebooks: list[Path], budget_s: float | None) -> tuple[list[Path], lis
     return chosen, skipped
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def describe_plan(notebooks: list[Path], budget_s: float | None, est: durations.Estimate) -> str:
+    """What `--plan` prints: each lab with its expected duration and whether it fits."""
+    chosen, skipped = plan(notebooks, budget_s, est.seconds)
+    fallback = max(est.seconds.values(), default=0.0)
+    width = max(len(p.stem) for p in notebooks)
+    lines = [f"Plan from {est.note}" + (f"; budget {budget_s / 60:g} min" if budget_s else "; no time budget") + ":"]
+    reasons = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in skipped}
+    for path in notebooks:
+        recorded = path.stem in est.seconds
+        expected = est.seconds.get(path.stem, fallback)
+        how = f"{expected:6.0f} s" + ("" if recorded or not est.seconds else " (not recorded: assumed the longest)")
+        verdict = "runs" if path in chosen else f"skipped: {reasons[path.stem]}"
+        lines.append(f"  {path.stem:<{width}}  {how if est.seconds else '     ? s'}  {verdict}")
+    total = sum(est.seconds.get(p.stem, fallback) for p in chosen)
+    lines.append(f"{len(chosen)} of {len(notebooks)} labs planned, about {total:.0f} s"
+                 + (f" of {budget_s:.0f} s" if budget_s else "")
+                 + ("" if est.exact else " (estimated: this machine has no record at this scale)"))
+    return "\n".join(lines)
+
+
+# -- the command --------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     epilog="Example: python -m common.execute --labs 00,01 --scale small "
+                                            "--budget-min 20 --report")
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: every lab in labs/")
     parser.add_argument("--labs", help="comma-separated lab numbers to run, e.g. 00,01,03")
     parser.add_argument("--scale", choices=("small", "full"), help="force the labs' scale (TRTLABS_SCALE)")
-    parser.add_argument("--budget-min", type=float, help="time budget in minutes for the whole run")
+    parser.add_argument("--budget-min", type=float, help="time budget in minutes for the whole run (> 0)")
+    parser.add_argument("--plan", action="store_true",
+                        help="print which labs fit the budget, from which recorded durations, and run nothing")
     parser.add_argument("--out", type=Path, help=f"output folder (default {DEFAULT_OUT}/)")
     parser.add_argument("--inplace", action="store_true",
                         help="overwrite the committed notebooks themselves (results go to results/, "
-                             "timings and report to the output folder)")
+                             "timings and report to the output folder); records durations like --record-durations")
+    parser.add_argument("--record-durations", action="store_true",
+                        help=f"also record the labs' durations in {durations.COMMITTED.relative_to(project_root())} "
+                             "(for a run whose results are committed)")
     parser.add_argument("--report", action="store_true", help="write the HTML report when done")
-    args = parser.parse_args(argv)
+    return parser
 
-    notebooks = select([p.resolve() for p in args.notebooks] or lab_notebooks(), args.labs)
-    out_dir = (args.out or project_root() / DEFAULT_OUT).resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def _notebooks(args) -> list[Path]:
+    if args.notebooks:
+        missing = [str(p) for p in args.notebooks if not p.is_file() or p.suffix != ".ipynb"]
+        if missing:
+            raise UsageError(f"not a notebook file: {', '.join(missing)}")
+        found = [p.resolve() for p in args.notebooks]
+    else:
+        found = lab_notebooks()
+        if not found:
+            raise UsageError(f"no lab notebooks (NN_name.ipynb) in {project_root() / 'labs'}: "
+                             "run this from a complete checkout of the course")
+    return select(found, args.labs)
+
+
+def _check(args, parser: argparse.ArgumentParser):
+    """Every argument and folder checked before any lab starts: (notebooks, out_dir, budget_s)."""
+    try:
+        notebooks = _notebooks(args)
+        if args.budget_min is not None and not (math.isfinite(args.budget_min) and args.budget_min > 0):
+            raise UsageError(f"--budget-min must be a positive number of minutes, got {args.budget_min:g}")
+        out_dir = (args.out or project_root() / DEFAULT_OUT).expanduser().resolve()
+        if args.plan:
+            return notebooks, out_dir, args.budget_min * 60 if args.budget_min else None
+        check_writable(out_dir, "the output folder (--out)")
+        if args.inplace:
+            for folder in sorted({p.parent for p in notebooks}):
+                check_writable(folder, "the notebooks' folder (--inplace)")
+        else:   # results next to the executed notebooks, not over results/
+            os.environ["TRTLABS_RESULTS"] = str(out_dir / "results")
+        check_folders()
+    except (UsageError, FolderError) as exc:
+        parser.error(str(exc))
+    return notebooks, out_dir, args.budget_min * 60 if args.budget_min else None
+
+
+def _clear_results(lab: str) -> None:
+    """Remove what an earlier run of `lab` left in the results folder, so that nothing of it can be
+    shown as this run's."""
+    from .env import results_dir
+
+    folder = results_dir(lab)
+    for old in [folder / "claims.json", *folder.glob("*.png"), *folder.glob("*.csv")]:
+        old.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.scale:
         os.environ["TRTLABS_SCALE"] = args.scale   # inherited by every kernel started below
-    if not args.inplace:   # results next to the executed notebooks, not over results/
-        os.environ["TRTLABS_RESULTS"] = str(out_dir / "results")
-    budget_s = args.budget_min * 60 if args.budget_min else None
-    notebooks, skipped = plan(notebooks, budget_s)
+    try:
+        from .env import scale
+
+        run_scale = str(scale())
+    except ValueError as exc:   # a TRTLABS_SCALE typo in the caller's environment
+        parser.error(str(exc))
+    notebooks, out_dir, budget_s = _check(args, parser)
+    machine = durations.machine_key()
+    est = durations.estimate(machine, run_scale)
+    if args.plan:
+        print(describe_plan(notebooks, budget_s, est))
+        return 0
+    if budget_s is not None:
+        print(f"time budget {budget_s / 60:g} min, planned from {est.note}", flush=True)
+    chosen, skipped = plan(notebooks, budget_s, est.seconds)
     for line in skipped:
         print(f"skipped (time budget): {line}", flush=True)
 
-    timings: dict[str, float | None] = {}
+    started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    runs: dict[str, LabRun] = {}
+    interrupted = ""
     start = time.perf_counter()
-    for i, path in enumerate(notebooks, 1):
-        left_s = budget_s - (time.perf_counter() - start) if budget_s else 1200
-        if left_s <= 0:
-            skipped.append(f"{path.stem}: the budget ran out before it started")
-            print(f"skipped (time budget): {skipped[-1]}", flush=True)
-            continue
-        target = path if args.inplace else out_dir / "notebooks" / path.name
-        print(f"[{i}/{len(notebooks)}] {path.name} ...", flush=True)
-        try:
-            seconds = execute(path, target, timeout_s=min(1200, left_s))
-        except Exception as exc:   # report which lab failed and go on with the others
-            print(f"    FAILED: {type(exc).__name__}: {str(exc)[:2000]}", flush=True)
-            timings[path.name] = None
-            continue
-        timings[path.name] = round(seconds, 1)
-        print(f"    done in {seconds:.1f} s", flush=True)
+    fallback = max(est.seconds.values(), default=0.0)
+    try:
+        for i, path in enumerate(chosen, 1):
+            left_s = budget_s - (time.perf_counter() - start) if budget_s else CELL_LIMIT_S
+            expected = est.seconds.get(path.stem, fallback) if budget_s else 0.0
+            if left_s <= 0 or expected > left_s:
+                skipped.append(f"{path.stem}: needs about {expected:.0f} s, {max(0.0, left_s):.0f} s of the budget left")
+                print(f"skipped (time budget): {skipped[-1]}", flush=True)
+                continue
+            target = path if args.inplace else out_dir / "notebooks" / path.name
+            print(f"[{i}/{len(chosen)}] {path.name} ...", flush=True)
+            _clear_results(path.stem)
+            run = execute(path, target, timeout_s=min(CELL_LIMIT_S, left_s))
+            run.notebook = _relative(target, out_dir)
+            runs[path.name] = run
+            if run.status == "interrupted":
+                raise KeyboardInterrupt
+            if run.status == "ran":
+                print(f"    done in {run.seconds:.1f} s", flush=True)
+            else:
+                print(f"    FAILED in {run.where() or 'the kernel'} after {run.seconds:.1f} s:", flush=True)
+                print("      " + run.error.replace("\n", "\n      "), flush=True)
+                print(f"    the notebook as far as it ran: {target}", flush=True)
+    except KeyboardInterrupt:
+        last = runs[next(reversed(runs))] if runs else None
+        if last is not None and last.status == "interrupted":
+            interrupted = f"{next(reversed(runs))}, {last.where() or 'starting its kernel'}"
+        else:
+            interrupted = "between labs"
+        print(f"\ninterrupted ({interrupted}): the run stops here; what ran is kept", flush=True)
     total = time.perf_counter() - start
-    summary = {"labs": timings, "skipped": skipped, "total_seconds": round(total, 1),
-               "scale": args.scale or "auto", "budget_minutes": args.budget_min}
-    (out_dir / TIMINGS_FILE).write_text(json.dumps(summary, indent=1))
-    failed = [name for name, t in timings.items() if t is None]
-    print(f"{len(timings) - len(failed)} of {len(timings)} labs ran in {total:.1f} s"
-          + (f"; failed: {', '.join(failed)}" if failed else "")
-          + (f"; {len(skipped)} skipped for time" if skipped else ""))
+
+    _record(runs, machine, run_scale, record_committed=args.inplace or args.record_durations)
+    summary = {"started_at": started_at, "machine": detect().machine, "scale": run_scale,
+               "budget_minutes": args.budget_min, "planned_from": est.note,
+               "labs": {name: asdict(run) for name, run in runs.items()}, "skipped": skipped,
+               "interrupted": interrupted or None, "total_seconds": round(total, 1)}
+    write_text_atomic(out_dir / TIMINGS_FILE, json.dumps(summary, indent=1))
+    failed = [name for name, run in runs.items() if run.status != "ran"]
+    print(f"{len(runs) - len(failed)} of {len(runs)} labs ran in {total:.1f} s"
+          + (f"; did not finish: {', '.join(failed)}" if failed else "")
+          + (f"; {len(skipped)} skipped for time" if skipped else ""), flush=True)
     if args.report:
         from .course_report import write_report
         from .env import results_dir
 
-        if args.inplace:
-            path = write_report(out_dir, notebooks_dir=project_root() / "labs", results=results_dir())
-        else:
-            path = write_report(out_dir)
-        print("report:", path)
+        results = results_dir() if args.inplace else None
+        print("report:", write_report(out_dir, results=results), flush=True)
+    if interrupted:
+        return 130
     return 1 if failed else 0
+
+
+def _relative(path: Path, out_dir: Path) -> str:
+    try:
+        return str(path.relative_to(out_dir))
+    except ValueError:
+        return str(path)
+
+
+def _record(runs: dict[str, LabRun], machine: str, scale: str, record_committed: bool) -> None:
+    """This run's durations of completed labs into this machine's record (and the committed one)."""
+    done = {Path(name).stem: run.seconds for name, run in runs.items() if run.status == "ran"}
+    if not done:
+        return
+    targets = [durations.local_file()] + ([durations.COMMITTED] if record_committed else [])
+    for target in targets:
+        try:
+            durations.record(target, machine, scale, done)
+        except OSError as exc:   # a planner's record is never worth failing a finished run for
+            print(f"warning: could not record durations in {target}: {exc}", file=sys.stderr)
 
 
 if __name__ == "__main__":

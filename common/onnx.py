@@ -28,6 +28,9 @@ def portable(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+_EXPORT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+
+
 def export(model: torch.nn.Module, example: torch.Tensor, path: str | Path, *, dynamic_batch: bool = True,
            precision: str = "fp32", opset: int = DEFAULT_OPSET, input_name: str = "input",
            output_name: str = "output") -> Path:
@@ -40,7 +43,10 @@ def export(model: torch.nn.Module, example: torch.Tensor, path: str | Path, *, d
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     axes = {input_name: {0: "batch"}, output_name: {0: "batch"}} if dynamic_batch else None
-    dtype = {"fp32": torch.float32, "fp16": torch.float16}[precision]
+    dtype = _EXPORT_DTYPES.get(str(precision).lower())
+    if dtype is None:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, _EXPORT_DTYPES))}, got {precision!r}")
+    precision = str(precision).lower()
     device = "cuda" if precision == "fp16" and torch.cuda.is_available() else "cpu"
     model = copy.deepcopy(model).eval().to(device=device, dtype=dtype)
     with warnings.catch_warnings(), torch.no_grad():
@@ -56,16 +62,35 @@ def sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def load(path_or_model) -> onnx.ModelProto:
+    """The model at `path_or_model` (or the model itself); a file that holds no ONNX graph (empty,
+    truncated, not ONNX) is a ValueError naming it, not an empty model."""
+    if isinstance(path_or_model, onnx.ModelProto):
+        model, where = path_or_model, "the model"
+    else:
+        where = str(path_or_model)
+        try:
+            model = onnx.load(where)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:   # protobuf's DecodeError and friends: the bytes are not a model
+            raise ValueError(f"{where} is not an ONNX model ({type(exc).__name__}: {exc}); export it again") from None
+    if not model.graph.node and not model.graph.output:
+        raise ValueError(f"{where} holds no ONNX graph (no nodes, no outputs): the file is empty or was cut "
+                         "short; export it again")
+    return model
+
+
 def node_counts(path_or_model) -> dict[str, int]:
     """How many nodes of each op type the graph has, most frequent first."""
-    model = onnx.load(str(path_or_model)) if not isinstance(path_or_model, onnx.ModelProto) else path_or_model
+    model = load(path_or_model)
     counts = collections.Counter(node.op_type for node in model.graph.node)
     return dict(counts.most_common())
 
 
 def io_shapes(path_or_model) -> dict[str, list]:
     """Input and output shapes, with symbolic dimensions by name (e.g. ['batch', 3, 224, 224])."""
-    model = onnx.load(str(path_or_model)) if not isinstance(path_or_model, onnx.ModelProto) else path_or_model
+    model = load(path_or_model)
     shapes = {}
     for value in list(model.graph.input) + list(model.graph.output):
         dims = value.type.tensor_type.shape.dim
@@ -78,9 +103,10 @@ ORT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "exten
               "all": "ORT_ENABLE_ALL"}
 
 
-def ort_session(path: str | Path, *, level: str = "all", threads: int | None = None,
+def ort_session(path: str | Path | bytes, *, level: str = "all", threads: int | None = None,
                 optimized_path: str | Path | None = None, providers: list[str] | None = None):
-    """An ONNX Runtime session of the model at `path`; CPU unless `providers` says otherwise.
+    """An ONNX Runtime session of the model at `path` (or of a serialized model); CPU unless
+    `providers` says otherwise.
 
     `level` is a key of :data:`ORT_LEVELS` (or ONNX Runtime's own name): "disabled" runs the graph as
     written, "basic" removes no-ops and folds constants, "all" adds ONNX Runtime's own fusions.
@@ -98,16 +124,29 @@ def ort_session(path: str | Path, *, level: str = "all", threads: int | None = N
         options.intra_op_num_threads = threads
     if optimized_path is not None:
         options.optimized_model_filepath = str(optimized_path)
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers or ["CPUExecutionProvider"])
+    source = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(source, sess_options=options, providers=providers or ["CPUExecutionProvider"])
+
+
+#: ONNX Runtime's input type names and the NumPy dtype each takes.
+ORT_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+              "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
+              "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
 
 
 def ort_run(path_or_session, x: np.ndarray | torch.Tensor) -> np.ndarray:
-    """Run the single-input graph on `x` with ONNX Runtime and return the first output."""
+    """Run the single-input graph on `x` with ONNX Runtime and return the first output.
+
+    `x` is converted to the type the graph's input declares (an FP16 graph gets FP16), not to FP32."""
     session = path_or_session if hasattr(path_or_session, "run") else ort_session(path_or_session)
+    declared = session.get_inputs()[0]
     if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().float().numpy()
-    name = session.get_inputs()[0].name
-    return session.run(None, {name: x})[0]
+        x = x.detach().cpu()
+        x = (x.float() if x.dtype == torch.bfloat16 else x).numpy()   # NumPy has no bfloat16
+    want = ORT_DTYPES.get(declared.type)
+    if want is not None and x.dtype != want:
+        x = x.astype(want)
+    return session.run(None, {declared.name: x})[0]
 
 
 def max_relative_error(out: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor) -> float:
@@ -129,3 +168,28 @@ def check_export(model: torch.nn.Module, path: str | Path, x: torch.Tensor, rtol
     if not err <= rtol:
         raise AssertionError(f"ONNX Runtime output differs from PyTorch: relative error {err:.3g} > {rtol:g}")
     return err
+
+
+def export_pair(model: torch.nn.Module, example: torch.Tensor, out_dir: str | Path,
+                stem: str) -> tuple[dict[str, Path], float]:
+    """`model` as ``<stem>_fp32.onnx`` with a dynamic batch and, on a GPU, ``<stem>_fp16.onnx`` (TensorRT 11
+    takes an engine's precision from the graph); and ONNX Runtime's relative error against PyTorch FP32
+    on the FP32 file (:func:`check_export` raises above 1e-4).
+
+    Introduced in lab 01 (batching); lab 02 (streams) exports its networks with it too.
+    """
+    from . import env
+
+    out_dir = Path(out_dir)
+    paths = {"fp32": export(model, example, out_dir / f"{stem}_fp32.onnx")}
+    error = check_export(model, paths["fp32"], example, rtol=1e-4)
+    if env.has("gpu"):
+        paths["fp16"] = export(model, example, out_dir / f"{stem}_fp16.onnx", precision="fp16")
+    return paths, error
+
+
+def export_zoo_pair(name: str, scale: str, out_dir: str | Path) -> tuple[dict[str, Path], float]:
+    """:func:`export_pair` of zoo model `name` (seed 0) at `scale`: ``<name>_<scale>_fp32.onnx``, and FP16 on a GPU."""
+    from . import models
+
+    return export_pair(models.build(name, scale), models.example_input(name, 2, scale), out_dir, f"{name}_{scale}")

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from . import bench
 from .batching import tolerance
-from .fusion import has_triton
+from .env import has_triton
 from .onnx import max_relative_error
 
 OP_NAMESPACE, OP_NAME = "trtlabs", "bias_gelu"

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
 from .env import detect, project_root, results_dir
+from .files import write_text_atomic
 
 HOLDS, FAILS, NOT_APPLICABLE = "holds", "does not hold", "not applicable here"
 
@@ -76,7 +77,7 @@ class LabReport:
             "figures": self.figures,
         }
         path = results_dir(self.lab) / "claims.json"
-        path.write_text(json.dumps(data, indent=1))
+        write_text_atomic(path, json.dumps(data, indent=1))   # a full disk keeps the old file whole
         try:   # shown relative to the course folder: a notebook's output names no machine's paths
             return str(path.relative_to(project_root()))
         except ValueError:

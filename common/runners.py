@@ -239,7 +239,13 @@ class TensorRTRunner(Runner):
         x = self.make_input(batch_size)
         self.engine_runner.set_input_shapes({self.input_name: tuple(x.shape)})
         inp = self.engine_runner.inputs(0)[self.input_name]
-        inp.copy_(x.to(device=inp.device, dtype=inp.dtype))
+        # The copy goes on the runner's stream, where run() enqueues, after whatever the current
+        # stream still does to x (EngineRunner.run orders its feed the same way).
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream):
+            inp.copy_(x.to(device=inp.device, dtype=inp.dtype), non_blocking=True)
+        if x.is_cuda:
+            x.record_stream(self.stream)   # x may be freed before the copy has run
 
     def run(self) -> None:
         self.engine_runner.enqueue(0)

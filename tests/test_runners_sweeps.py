@@ -3,25 +3,11 @@ import math
 import pytest
 import torch
 
-from common import batching, models, runners, sweeps
+from common import models, runners, sweeps
 
 
 def _make_input(batch):
     return models.example_input("resnet18", batch, "small")
-
-
-def test_cpu_runners_agree_and_carry_their_backend(tmp_path):
-    paths, err = batching.export_pair("resnet18", "small", tmp_path)
-    assert err < 1e-4
-    rs = batching.make_runners("resnet18", "small", paths) if not torch.cuda.is_available() else [
-        runners.TorchEagerRunner(models.build("resnet18", "small"), _make_input, device="cpu", precision="fp32"),
-        runners.OnnxRuntimeRunner(paths["fp32"], _make_input)]
-    labels = [r.label for r in rs]
-    assert labels == ["PyTorch eager (cpu, fp32)", "ONNX Runtime CPU (cpu, fp32)"]
-    errors = batching.check_outputs(rs, "resnet18", "small", batch=3)
-    assert all(e <= batching.tolerance("fp32") for e in errors.values())
-    m = rs[1].measure(2, warmup_ms=5, measure_ms=20)
-    assert m.backend == labels[1] and m.batch_size == 2 and rs[1].prepare_seconds[2] >= 0
 
 
 def test_runner_rejects_unknown_precision():

@@ -166,11 +166,16 @@ def fake_tensorrt(s: Scenario):
             return True
 
         def create_timing_cache(self, serialized_timing_cache):
-            return ITimingCache(serialized_timing_cache)
+            data = bytes(serialized_timing_cache)
+            if data.startswith(b"GARBAGE"):   # TensorRT returns a null cache for bytes it cannot read
+                return None
+            return ITimingCache(data)
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            if cache is None:   # pybind11 raises TypeError for None where the C++ takes a reference
+                raise TypeError("set_timing_cache(): incompatible function arguments")
             object.__setattr__(self, "timing_cache", cache)
-            return True
+            return not cache.data.startswith(b"OTHER-GPU")
 
         def get_timing_cache(self):
             return self.timing_cache
@@ -298,7 +303,7 @@ def test_build_applies_the_config(fake, tmp_path):
     assert not result.from_cache and result.build_seconds >= 0 and result.load_seconds >= 0
     assert result.log.search(r"\(Sparsity\)") and any("Sparsity" in line for line in result.log_lines)
     assert timing_cache.read_bytes() == b"TC:"  # saved after the build; started empty
-    assert (fake.cache_dir / f"{result.cache_key}.plan").read_bytes() == b"PLAN-1"
+    assert build.EngineCache(fake.cache_dir).get(result.cache_key) == b"PLAN-1"
 
 
 def test_second_build_comes_from_the_cache(fake):
@@ -341,3 +346,52 @@ def test_load_engine_reports_deserialize_errors(fake):
     with pytest.raises(EngineBuildError, match="serialization version mismatch"):
         load_engine(b"BAD")
     assert load_engine(b"GOOD").plan == b"GOOD"
+
+
+# -- findings of the TensorRT audit and the reliability review, reproduced on the stand-in --------
+
+PROFILES = (batch_profile("input", (3, 8, 8), 1, 4, 16),)
+
+
+@pytest.mark.parametrize("content, why", [(b"GARBAGE", "is unreadable"), (b"OTHER-GPU", "does not match this TensorRT/GPU")])
+def test_a_bad_timing_cache_falls_back_to_an_empty_one_with_a_warning(fake, tmp_path, content, why):
+    timing_cache = tmp_path / "timing.cache"
+    timing_cache.write_bytes(content)
+    with pytest.warns(UserWarning, match=f"timing cache .* {why}; starting an empty one"):
+        result = build_engine(fake.model, BuildConfig(profiles=PROFILES, timing_cache_path=timing_cache), cache=False)
+    assert result.plan == b"PLAN-1" and timing_cache.read_bytes() == b"TC:"   # replaced by the fresh cache
+
+
+def test_tensorrt_10_8_builds_jit_plugins_without_the_10_9_flag(fake):
+    fake.version = "10.8.0.43"
+    sys.modules["tensorrt"].__version__ = fake.version
+    del sys.modules["tensorrt"].NetworkDefinitionCreationFlag
+    sys.modules["tensorrt"].NetworkDefinitionCreationFlag = enum.IntEnum(   # NvInfer.h of release/10.8
+        "NetworkDefinitionCreationFlag", {"EXPLICIT_BATCH": 0, "STRONGLY_TYPED": 1})
+    build_engine(fake.model, BuildConfig(profiles=PROFILES, python_plugins="jit"), cache=False)
+    assert ("create_network", 1 << 1) in fake.calls   # strongly typed, no plugin preference
+    with pytest.raises(EngineBuildError, match="no ahead-of-time Python plugins: they arrived in 10.9"):
+        build_engine(fake.model, BuildConfig(profiles=PROFILES, python_plugins="aot"), cache=False)
+
+
+def test_profiling_verbosity_none_keeps_the_tensorrt_default(fake):
+    build_engine(fake.model, BuildConfig(profiles=PROFILES, profiling_verbosity=None), cache=False)
+    assert not [c for c in fake.calls if c[0] == "config.profiling_verbosity"]
+
+
+def test_an_engine_that_cannot_be_cached_is_still_returned(fake, monkeypatch):
+    def full_disk(self, key, plan, meta):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build.EngineCache, "put", full_disk)
+    with pytest.warns(build.EngineCacheWarning, match="built but could not be cached .*No space left"):
+        result = build_engine(fake.model, BuildConfig(profiles=PROFILES), cache_dir=fake.cache_dir)
+    assert result.plan == b"PLAN-1" and result.engine.plan == b"PLAN-1" and not result.from_cache
+
+
+def test_an_unusable_cache_folder_builds_without_the_cache(fake, tmp_path):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_bytes(b"")
+    with pytest.warns(build.EngineCacheWarning, match="cannot be used"):
+        result = build_engine(fake.model, BuildConfig(profiles=PROFILES), cache_dir=not_a_folder / "engines")
+    assert result.plan == b"PLAN-1"

@@ -145,3 +145,58 @@ def test_python_plugins_choice_is_checked_and_keyed():
     with pytest.raises(ValueError, match="python_plugins must be one of"):
         BuildConfig(python_plugins="both")
     assert BuildConfig(python_plugins="jit").to_dict() != BuildConfig(python_plugins="aot").to_dict()
+
+
+# -- every value is type-checked, and the error says what was expected -----------------------------
+
+GOOD = {"x": ((1, 3), (2, 3), (4, 3))}
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("tf32", "no", "tf32 must be True or False, got 'no'"),          # a non-empty string is truthy
+    ("sparse_weights", "false", "sparse_weights must be True or False, got 'false'"),
+    ("tf32", 1, "tf32 must be True or False, got 1"),
+    ("profiles", {"x": GOOD["x"]}, r"got dict: wrap the shapes as Profile\("),
+    ("profiles", None, r"got NoneType: pass \(\) for no profiles"),
+    ("profiles", [((1, 3), (2, 3), (4, 3))], r"profiles\[0\] must be a Profile, got tuple"),
+    ("profiling_verbosity", 3, "profiling_verbosity must be one of .* got 3"),
+    ("tiling_optimization_level", 2, "tiling_optimization_level must be one of .* got 2"),
+    ("timing_cache_path", 7, "timing_cache_path must be a path"),
+    ("tactic_sources", {1}, r"tactic_sources takes names \(strings\), got 1"),
+    ("extra_flags", 5, "extra_flags takes a set of names, got 5"),
+])
+def test_wrong_types_are_errors_that_say_what_was_expected(field, value, match):
+    with pytest.raises(TypeError, match=match):
+        BuildConfig(**{field: value})
+
+
+@pytest.mark.parametrize("dims, match", [
+    ((2.7, 3), r"min shape, dimension 0 must be an int, got 2.7 \(float\)"),
+    ((True, 3), r"min shape, dimension 0 must be an int, got True \(bool\)"),
+    (("3", 3), r"min shape, dimension 0 must be an int, got '3' \(str\)"),
+    ("13", r"must be a tuple or list of ints, got '13'"),
+])
+def test_shape_dims_are_never_truncated_or_coerced(dims, match):
+    with pytest.raises(TypeError, match=match):
+        Profile({"x": (dims, (2, 3), (4, 3))})
+
+
+def test_profile_shapes_must_be_a_mapping_of_named_triples():
+    with pytest.raises(TypeError, match="takes a mapping"):
+        Profile([((1,), (2,), (3,))])
+    with pytest.raises(TypeError, match="names must be strings"):
+        Profile({0: ((1,), (2,), (3,))})
+
+
+def test_numpy_ints_paths_and_lists_are_accepted():
+    np = pytest.importorskip("numpy")
+    profile = Profile({"x": ([np.int64(1), 3], (2, 3), (4, 3))})
+    assert profile.shapes["x"][0] == (1, 3) and type(profile.shapes["x"][0][0]) is int
+    config = BuildConfig(profiles=[profile], timing_cache_path=Path("t.cache"))
+    assert config.profiles == (profile,) and config.timing_cache_path == "t.cache"
+
+
+def test_profiling_verbosity_none_means_the_tensorrt_default():
+    config = BuildConfig(profiling_verbosity=None)
+    assert config.profiling_verbosity is None and config.to_dict()["profiling_verbosity"] is None
+    assert BuildConfig().profiling_verbosity == "detailed"

@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from common import fusion
+from common.labs import lab05_fusion
 from common.exercises import Exercise
-from common.onnx import max_relative_error, portable
+from common.onnx import max_relative_error, ort_session, portable
 
 OPSET = 17
 
@@ -45,13 +45,7 @@ def _model(builder: _Builder, inputs: list[gs.Variable], outputs: list[tuple[gs.
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL   # run the graph as written
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), sess_options=options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort_session(model.SerializeToString(), level="disabled")   # run the graph as written
     return session.run(None, {session.get_inputs()[0].name: x})
 
 
@@ -151,7 +145,7 @@ def _check_traffic(fn) -> str | None:
         got = fn(rows, cols, size)
         if got is None:
             raise NotImplementedError
-        want = (_decomposed_bytes(rows, cols, size), fusion.layernorm_bytes(rows, cols, size))
+        want = (_decomposed_bytes(rows, cols, size), lab05_fusion.layernorm_bytes(rows, cols, size))
         if tuple(int(v) for v in got) != want:
             return (f"{rows} x {cols}, {size}-byte elements: expected (decomposed, fused) = {want} bytes, got "
                     f"{tuple(got)}. Each of the nine ops reads all of its inputs and writes its output; the means, "
@@ -211,7 +205,7 @@ EXERCISES = [
     Exercise("05.1", "guided",
              "remove_unsqueeze_pairs(graph): bypass each Unsqueeze -> Squeeze pair over the same axes; returns "
              "how many were removed.",
-             _check_unsqueeze_pairs, counterexample=fusion.remove_inverse_transposes),
+             _check_unsqueeze_pairs, counterexample=lab05_fusion.remove_inverse_transposes),
     Exercise("05.2", "practice",
              "layernorm_traffic(rows, cols, element_size): bytes moved by the nine-op LayerNorm and by the fused one.",
              _check_traffic, counterexample=lambda rows, cols, size: (18 * rows * cols * size,
@@ -219,5 +213,5 @@ EXERCISES = [
     Exercise("05.3", "open",
              "fuse_reciprocal_layernorm(graph): replace each LayerNorm written with Reciprocal and Mul by one "
              "LayerNormalization node; returns how many were fused.",
-             _check_variant, counterexample=lambda graph: fusion.fuse_layernorm(graph, standard=True)),
+             _check_variant, counterexample=lambda graph: lab05_fusion.fuse_layernorm(graph, standard=True)),
 ]

@@ -17,9 +17,12 @@ def _check_spatial_view(fn) -> str | None:
             x = x.to(memory_format=torch.channels_last)
         n, c, h, w = shape
         layout = "channels-last" if channels_last else "contiguous NCHW"
+        before = x.clone()   # an answer that writes into x must not pass by changing what it is compared with
         got = fn(x)
         if got is None:
             raise NotImplementedError
+        if not torch.equal(x, before):
+            return f"{layout} input {tuple(shape)}: your function changed its input in place; leave x as it is"
         want_shape, axis = ((n, h * w, c), 1) if channels_last else ((n, c, h * w), 2)
         if tuple(got.shape) != want_shape:
             return f"{layout} input {tuple(shape)}: expected a tensor of shape {want_shape}, got {tuple(got.shape)}"

@@ -45,7 +45,7 @@ def _check_hwc8_body(fn) -> str | None:
     for shape in _SHAPES:
         x, bias = pk.make_inputs(shape, device="cpu", dtype=torch.float32, seed=sum(shape))
         storage = pk.to_channel_last_storage(x, vector=8)
-        got = fn(storage.clone(), bias, shape)
+        got = fn(storage.clone(), bias.clone(), shape)   # the reference below uses the untouched inputs
         if not isinstance(got, torch.Tensor) or got.shape != storage.shape:
             return (f"for an {shape} tensor the HWC8 storage has {storage.numel()} elements; return a flat tensor of "
                     f"that size, got {getattr(got, 'shape', type(got).__name__)}")

@@ -18,7 +18,7 @@ from common import env
 from common.files import write_atomic
 
 from . import compat
-from .cache import EngineCache, cache_key
+from .cache import EngineCache, EngineCacheWarning, cache_key
 from .config import BuildConfig
 from .logger import BuildLog, make_logger
 
@@ -177,11 +177,32 @@ def _apply(builder: "trt.Builder", trt_config: "trt.IBuilderConfig", config: Bui
             mask |= 1 << int(_enum(trt.TacticSource, source, "TacticSource"))
         if not trt_config.set_tactic_sources(mask):
             raise EngineBuildError(f"TensorRT rejected tactic sources {sorted(config.tactic_sources)}")
-    trt_config.profiling_verbosity = {
-        "detailed": trt.ProfilingVerbosity.DETAILED,
-        "layer_names_only": trt.ProfilingVerbosity.LAYER_NAMES_ONLY,
-        "none": trt.ProfilingVerbosity.NONE,
-    }[config.profiling_verbosity]
+    if config.profiling_verbosity is not None:   # None keeps TensorRT's default
+        trt_config.profiling_verbosity = {
+            "detailed": trt.ProfilingVerbosity.DETAILED,
+            "layer_names_only": trt.ProfilingVerbosity.LAYER_NAMES_ONLY,
+            "none": trt.ProfilingVerbosity.NONE,
+        }[config.profiling_verbosity]
+
+
+def _set_timing_cache(trt_config: "trt.IBuilderConfig", path: Path) -> "trt.ITimingCache":
+    """Load the timing cache at `path` into the config; start an empty one (with a warning) when the
+    file is unreadable or was written by another TensorRT or GPU. Returns the cache, which must stay
+    referenced until the build ends: the config holds only a pointer to it."""
+    try:
+        data = path.read_bytes() if path.is_file() else b""
+    except OSError as exc:
+        warnings.warn(f"timing cache {path} cannot be read ({exc}); starting an empty one", stacklevel=3)
+        data = b""
+    # create_timing_cache returns None for bytes it cannot read at all (Polygraphy falls back the same way).
+    timing_cache = trt_config.create_timing_cache(data)
+    if timing_cache is None or not trt_config.set_timing_cache(timing_cache, False):
+        why = "is unreadable" if timing_cache is None else "does not match this TensorRT/GPU"
+        warnings.warn(f"timing cache {path} {why}; starting an empty one", stacklevel=3)
+        timing_cache = trt_config.create_timing_cache(b"")
+        if timing_cache is None or not trt_config.set_timing_cache(timing_cache, False):
+            raise EngineBuildError("TensorRT could not create an empty timing cache")
+    return timing_cache
 
 
 def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, cache: bool = True,
@@ -201,9 +222,15 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
     key = store = None
     if cache:
         key = cache_key(path, config, machine.tensorrt, machine.gpu_name)
-        store = EngineCache(cache_dir if cache_dir is not None else env.cache_dir() / "engines")
-        plan = store.get(key, trt_version=machine.tensorrt, gpu_name=machine.gpu_name)
-        if plan is not None:
+        folder = Path(cache_dir) if cache_dir is not None else env.cache_dir() / "engines"
+        try:
+            store = EngineCache(folder)
+        except OSError as exc:
+            warnings.warn(f"the engine cache {folder} cannot be used ({exc}); building without it",
+                          EngineCacheWarning, stacklevel=2)
+        entry = store.get_entry(key, trt_version=machine.tensorrt, gpu_name=machine.gpu_name) if store else None
+        if entry is not None:
+            plan, meta = entry
             t0 = time.perf_counter()
             try:
                 engine = load_engine(plan)
@@ -211,7 +238,6 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
                 warnings.warn(f"cached engine {key[:12]}… did not deserialize ({exc}); rebuilding", stacklevel=2)
                 store.remove(key)
             else:
-                meta = store.meta(key) or {}
                 return BuildResult(engine, plan, float(meta.get("build_seconds", float("nan"))),
                                    time.perf_counter() - t0, True, key, config)
 
@@ -219,10 +245,11 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
     logger = make_logger(log, verbose=verbose)
     builder = trt.Builder(logger)
     flags = compat.network_flags(trt)  # strongly typed, on 10.x as on 11.x
-    if config.python_plugins is not None:  # a tensorrt.plugin with JIT and AOT implementations: pick one
-        preference = {"jit": trt.NetworkDefinitionCreationFlag.PREFER_JIT_PYTHON_PLUGINS,
-                      "aot": trt.NetworkDefinitionCreationFlag.PREFER_AOT_PYTHON_PLUGINS}[config.python_plugins]
-        flags |= 1 << int(preference)
+    # A tensorrt.plugin with JIT and AOT implementations: pick one (10.8 plugins are JIT only).
+    try:
+        flags |= compat.python_plugin_flags(trt, config.python_plugins)
+    except RuntimeError as exc:
+        raise EngineBuildError(str(exc)) from None
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(path)):  # from the file, so external weights are found beside it
@@ -234,15 +261,7 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
     _apply(builder, trt_config, config)
     timing_cache_path = Path(config.timing_cache_path) if config.timing_cache_path else None
     # Referenced until the build ends: the config holds only a pointer to the timing cache.
-    timing_cache: "trt.ITimingCache | None" = None
-    if timing_cache_path is not None:
-        data = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
-        timing_cache = trt_config.create_timing_cache(data)
-        if not trt_config.set_timing_cache(timing_cache, False):
-            warnings.warn(f"timing cache {timing_cache_path} does not match this TensorRT/GPU; starting "
-                          "an empty one", stacklevel=2)
-            timing_cache = trt_config.create_timing_cache(b"")
-            trt_config.set_timing_cache(timing_cache, False)
+    timing_cache = _set_timing_cache(trt_config, timing_cache_path) if timing_cache_path is not None else None
 
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, trt_config)
@@ -258,7 +277,11 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
     engine = load_engine(plan)
     load_seconds = time.perf_counter() - t0
     if store is not None and key is not None:
-        store.put(key, plan, {"trt_version": machine.tensorrt, "gpu_name": machine.gpu_name,
-                              "config": config.to_dict(), "build_seconds": build_seconds,
-                              "onnx_path": str(path)})
+        try:
+            store.put(key, plan, {"trt_version": machine.tensorrt, "gpu_name": machine.gpu_name,
+                                  "config": config.to_dict(), "build_seconds": build_seconds,
+                                  "onnx_path": str(path)})
+        except OSError as exc:   # a full or read-only cache: the engine just built is still good
+            warnings.warn(f"the engine was built but could not be cached in {store.directory} ({exc}); "
+                          "the next run builds it again", EngineCacheWarning, stacklevel=2)
     return BuildResult(engine, plan, build_seconds, load_seconds, False, key, config, log)

@@ -13,6 +13,8 @@ ModelOpt AutoCast and INT8/FP8 from Q/DQ nodes in the ONNX (lab 08), never from 
 from __future__ import annotations
 
 import json
+import numbers
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
@@ -51,8 +53,17 @@ _PRECISION_HINT = (
 )
 
 
+def _int(value: Any, what: str) -> int:
+    """`value` as an int; a float, bool or string is an error (never truncated or coerced)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{what} must be an int, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
 def _shape(value: Iterable[int], what: str) -> Shape:
-    dims = tuple(int(d) for d in value)
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise TypeError(f"{what} must be a tuple or list of ints, got {value!r} ({type(value).__name__})")
+    dims = tuple(_int(d, f"{what}, dimension {i}") for i, d in enumerate(value))
     if any(d < 0 for d in dims):
         raise ValueError(f"{what} {dims} has a negative dimension: profile shapes must be concrete")
     return dims
@@ -68,11 +79,16 @@ class Profile:
     shapes: Mapping[str, ShapeRange]
 
     def __post_init__(self) -> None:
+        if not isinstance(self.shapes, Mapping):
+            raise TypeError(f"a Profile takes a mapping {{input name: (min, opt, max)}}, got "
+                            f"{type(self.shapes).__name__}")
         if not self.shapes:
             raise ValueError("a Profile needs at least one input: {name: (min, opt, max)}")
         clean: dict[str, ShapeRange] = {}
         for name, triple in self.shapes.items():
-            if len(triple) != 3:
+            if not isinstance(name, str):
+                raise TypeError(f"profile input names must be strings, got {name!r}")
+            if not isinstance(triple, (tuple, list)) or len(triple) != 3:
                 raise ValueError(f"profile for input {name!r} must be (min, opt, max), got {triple!r}")
             lo, opt, hi = (_shape(s, f"{name!r} {k} shape") for s, k in zip(triple, ("min", "opt", "max")))
             if not len(lo) == len(opt) == len(hi):
@@ -96,7 +112,7 @@ class Profile:
 def batch_profile(input_name: str, sample_shape_without_batch: Iterable[int],
                   min_batch: int, opt_batch: int, max_batch: int) -> Profile:
     """A profile whose only dynamic axis is the leading batch axis (lab 01, batching)."""
-    rest = tuple(int(d) for d in sample_shape_without_batch)
+    rest = tuple(sample_shape_without_batch)
     return Profile({input_name: ((min_batch, *rest), (opt_batch, *rest), (max_batch, *rest))})
 
 
@@ -105,7 +121,13 @@ def _names(value: Iterable[str] | None, what: str) -> frozenset[str] | None:
         return None
     if isinstance(value, str):  # a lone string would otherwise become a set of its letters
         raise TypeError(f"{what} takes a set of names, e.g. {{{value!r}}}, not a string")
-    return frozenset(str(v).upper() for v in value)
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{what} takes a set of names, got {value!r} ({type(value).__name__})")
+    names = list(value)
+    for v in names:
+        if not isinstance(v, str):
+            raise TypeError(f"{what} takes names (strings), got {v!r} ({type(v).__name__})")
+    return frozenset(v.upper() for v in names)
 
 
 #: A tensorrt.plugin with both a JIT and an AOT implementation needs the network to say which to use.
@@ -118,7 +140,9 @@ class BuildConfig:
 
     Introduced in lab 01 (batching); lab 10 (builder) explains each knob. Units: ``workspace_bytes``
     in bytes. ``builder_optimization_level`` 0..5 (TensorRT's default is 3); ``max_num_tactics`` -1
-    lets TensorRT choose; ``tiling_optimization_level`` is NONE/FAST/MODERATE/FULL.
+    lets TensorRT choose; ``tiling_optimization_level`` is NONE/FAST/MODERATE/FULL. ``profiles`` is
+    a :class:`Profile` or a tuple of them; ``tf32`` and ``sparse_weights`` are True or False. Every
+    value is type-checked: a wrong one is an error that says what was expected.
     """
 
     profiles: tuple[Profile, ...] = ()
@@ -128,7 +152,7 @@ class BuildConfig:
     tf32: bool = True
     timing_cache_path: str | None = None
     tactic_sources: frozenset[str] | None = None
-    profiling_verbosity: str = "detailed"
+    profiling_verbosity: str | None = "detailed"
     workspace_bytes: int | None = None
     avg_timing_iterations: int | None = None
     max_num_tactics: int | None = None
@@ -142,10 +166,20 @@ class BuildConfig:
 
         if isinstance(self.profiles, Profile):
             set_("profiles", (self.profiles,))
+        if not isinstance(self.profiles, (tuple, list)):
+            hint = {dict: ": wrap the shapes as Profile({name: (min, opt, max)})",
+                    type(None): ": pass () for no profiles"}.get(type(self.profiles), "")
+            raise TypeError(f"profiles must be a Profile or a tuple of Profile objects, got "
+                            f"{type(self.profiles).__name__}{hint}")
         set_("profiles", tuple(self.profiles))
-        for p in self.profiles:
+        for i, p in enumerate(self.profiles):
             if not isinstance(p, Profile):
-                raise TypeError(f"profiles must be Profile objects, got {type(p).__name__}")
+                raise TypeError(f"profiles[{i}] must be a Profile, got {type(p).__name__} {p!r}: "
+                                "write Profile({name: (min, opt, max)}) or batch_profile(...)")
+        for name in ("tf32", "sparse_weights"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
         if self.profiles:
             first = set(self.profiles[0].shapes)
             for i, p in enumerate(self.profiles[1:], start=1):
@@ -160,7 +194,8 @@ class BuildConfig:
         if self.max_num_tactics == 0:
             raise ValueError("max_num_tactics must be -1 (TensorRT chooses) or at least 1, got 0")
 
-        self._check_choice("profiling_verbosity", PROFILING_VERBOSITIES, str.lower, optional=False)
+        self._check_choice("profiling_verbosity", PROFILING_VERBOSITIES, str.lower,
+                           hint=" (or None for TensorRT's default)")
         self._check_choice("tiling_optimization_level", TILING_LEVELS, str.upper)
         self._check_choice("python_plugins", PYTHON_PLUGIN_CHOICES, str.lower,
                            hint=" (or None when no plugin has both implementations)")
@@ -191,15 +226,20 @@ class BuildConfig:
                 raise ValueError(f"unknown BuilderFlag {name!r}; known: {sorted(BUILDER_FLAGS)}")
         set_("extra_flags", flags)
         if self.timing_cache_path is not None:
-            set_("timing_cache_path", str(self.timing_cache_path))
+            if not isinstance(self.timing_cache_path, (str, os.PathLike)):
+                raise TypeError(f"timing_cache_path must be a path (str or pathlib.Path) or None, got "
+                                f"{self.timing_cache_path!r} ({type(self.timing_cache_path).__name__})")
+            set_("timing_cache_path", os.fsdecode(self.timing_cache_path))
 
     def _check_choice(self, name: str, choices: tuple[str, ...], normalise: Callable[[str], str],
-                      hint: str = "", optional: bool = True) -> None:
-        """Normalise field `name` (case) and check it is one of `choices`; an optional None stays None."""
+                      hint: str = "") -> None:
+        """Normalise field `name` (case) and check it is one of `choices`; None stays None."""
         value = getattr(self, name)
-        if value is None and optional:
+        if value is None:
             return
-        choice = normalise(str(value))
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be one of {choices}{hint}, got {value!r} ({type(value).__name__})")
+        choice = normalise(value)
         if choice not in choices:
             raise ValueError(f"{name} must be one of {choices}{hint}, got {value!r}")
         object.__setattr__(self, name, choice)

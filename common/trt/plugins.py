@@ -1,16 +1,16 @@
-"""Lab 05 (fusion): one Triton LayerNorm kernel, served to TensorRT as the plugin "trtlabs::FusedLayerNorm".
+"""The TensorRT plugin "trtlabs::FusedLayerNorm", registered with ``tensorrt.plugin``.
 
-Introduced in lab 05 (fusion). Needs Triton, so a GPU machine: import this module only there
-(``common.fusion`` does so lazily). ``tensorrt`` is imported only by :func:`register_plugin`.
+Introduced in lab 05 (fusion). Registration plumbing only: the Triton kernel it serves lives in
+:mod:`common.kernels`, below both this module and the lab. Importing this module imports neither
+TensorRT nor Triton; :func:`register_plugin` does, so it runs only on a GPU machine with both.
 
-- :func:`layernorm_kernel` normalises one row per program, in FP32 registers, reading x once and
-  writing y once: the whole ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div/Mul/Add chain in one pass.
-  Its arguments are ordered (inputs, scalar extras, outputs) because that is how TensorRT calls an
-  ahead-of-time plugin kernel.
-- :func:`launch` runs it from PyTorch on the current stream (the torch custom op and the JIT plugin).
-- :func:`register_plugin` registers the TensorRT plugin with ``tensorrt.plugin``: its shape and type
-  function, a JIT implementation (a Python callback launching :func:`launch` on TensorRT's stream)
-  and an AOT implementation (the same kernel compiled to PTX and baked into the engine).
+:func:`register_plugin` declares the plugin's shape and type function, a JIT implementation (a
+Python callback launching :func:`common.kernels.launch` on TensorRT's stream) and an AOT
+implementation (the same kernel compiled to PTX and baked into the engine).
+
+An ONNX node the parser maps to this plugin has op type :data:`PLUGIN_NAME`, domain
+:data:`PLUGIN_NAMESPACE`, a float attribute ``epsilon``, and a string attribute ``plugin_namespace``
+equal to the namespace: TensorRT reads the namespace from the node's domain only from 10.10 on.
 
 No ``from __future__ import annotations`` here: ``tensorrt.plugin`` reads the registered functions'
 type hints as objects.
@@ -19,57 +19,23 @@ type hints as objects.
 import functools
 from typing import List, Tuple, Union
 
-import torch
-import triton
-import triton.language as tl
-
-PLUGIN_ID = "trtlabs::FusedLayerNorm"
-
-_TRITON_DTYPES = {torch.float16: "fp16", torch.float32: "fp32", torch.bfloat16: "bf16"}
-
-
-@triton.jit
-def layernorm_kernel(x_ptr, w_ptr, b_ptr, n_cols, y_ptr, EPS: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    cols = tl.arange(0, BLOCK)
-    mask = cols < n_cols
-    offsets = row * n_cols + cols
-    x = tl.load(x_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    mean = tl.sum(x, axis=0) / n_cols
-    centred = tl.where(mask, x - mean, 0.0)
-    variance = tl.sum(centred * centred, axis=0) / n_cols
-    w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    b = tl.load(b_ptr + cols, mask=mask, other=0.0).to(tl.float32)
-    y = centred / tl.sqrt(variance + EPS) * w + b
-    tl.store(y_ptr + offsets, y.to(y_ptr.dtype.element_ty), mask=mask)
-
-
-def block_and_warps(n_cols: int) -> tuple[int, int]:
-    """One row per program: the block covers the row; more warps for longer rows (8192 -> 16 warps)."""
-    block = triton.next_power_of_2(n_cols)
-    return block, min(max(block // 512, 1), 16)
-
-
-def launch(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, y: torch.Tensor, eps: float) -> None:
-    """y = LayerNorm(x) over the last dimension, on PyTorch's current stream. Contiguous tensors only."""
-    n_cols = x.shape[-1]
-    if not (x.is_contiguous() and y.is_contiguous()) or weight.numel() != n_cols or bias.numel() != n_cols:
-        raise ValueError(f"fused LayerNorm needs contiguous x and y and {n_cols}-element weight and bias")
-    block, warps = block_and_warps(n_cols)
-    layernorm_kernel[(x.numel() // n_cols,)](x, weight, bias, n_cols, y, EPS=eps, BLOCK=block, num_warps=warps)
+PLUGIN_NAMESPACE, PLUGIN_NAME = "trtlabs", "FusedLayerNorm"
+PLUGIN_ID = f"{PLUGIN_NAMESPACE}::{PLUGIN_NAME}"
 
 
 @functools.cache
 def register_plugin() -> str:
     """Register "trtlabs::FusedLayerNorm" with TensorRT (once per process); returns the plugin id.
 
-    Import and call this before parsing an ONNX graph with that op (node domain "trtlabs", op
-    "FusedLayerNorm", float attribute "epsilon") and before deserializing an engine built with the
-    JIT implementation, whose enqueue calls back into this process.
+    Call this before parsing an ONNX graph with that op and before deserializing an engine built
+    with the JIT implementation, whose enqueue calls back into this process.
     """
     import tensorrt as trt
     import tensorrt.plugin as trtp
+    import torch
+    import triton
 
+    from .. import kernels
     from . import compat
 
     triton_types = {trt.DataType.HALF: "fp16", trt.DataType.FLOAT: "fp32"}
@@ -90,7 +56,7 @@ def register_plugin() -> str:
             outputs: Tuple[trtp.Tensor], stream: int) -> None:
         as_torch = functools.partial(torch.as_tensor, device="cuda")
         with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
-            launch(as_torch(x), as_torch(weight), as_torch(bias), as_torch(outputs[0]), epsilon)
+            kernels.launch(as_torch(x), as_torch(weight), as_torch(bias), as_torch(outputs[0]), epsilon)
 
     if not compat.has_aot_plugins(trtp):   # TensorRT 10.x before AOT Python plugins: JIT only
         return PLUGIN_ID
@@ -103,10 +69,10 @@ def register_plugin() -> str:
         if not n_cols_expr.is_constant:
             raise ValueError("the AOT FusedLayerNorm compiles one block size: the normalised dimension must be static")
         n_cols = n_cols_expr.constant_value()
-        block, warps = block_and_warps(n_cols)
+        block, warps = kernels.block_and_warps(n_cols)
         pointer = "*" + triton_types[x.dtype]
         source = triton.compiler.ASTSource(
-            fn=layernorm_kernel,
+            fn=kernels.layernorm_kernel,
             signature={"x_ptr": pointer, "w_ptr": pointer, "b_ptr": pointer, "n_cols": "i32",
                        "y_ptr": pointer, "EPS": "constexpr", "BLOCK": "constexpr"},
             constexprs={"EPS": epsilon, "BLOCK": block})

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Hashable, Mapping, Sequence
 
 from common import env
 
-from . import buffers
+from . import buffers, compat
 from .graphs import CudaGraph, GraphCache
 
 if TYPE_CHECKING:
@@ -129,7 +129,14 @@ class EngineRunner:
         return int(self.engine.device_memory_size_v2)
 
     def device_memory_bytes_for_profile(self, profile_index: int) -> int:
+        """Activation memory for one profile; on 10.8-10.11 see :func:`compat.profile_memory_note`."""
         return int(self.engine.get_device_memory_size_for_profile_v2(profile_index))
+
+    def device_memory_note(self) -> str | None:
+        """What to print beside the per-profile memory on this TensorRT, or None."""
+        import tensorrt as trt
+
+        return compat.profile_memory_note(trt)
 
     def _slot(self, ctx_index: int) -> _Slot:
         if not 0 <= ctx_index < len(self._slots):
@@ -163,8 +170,12 @@ class EngineRunner:
         if not 0 <= profile_index < count:
             raise IndexError(f"profile {profile_index} does not exist; the engine has {count}")
         # Before any set_input_shape for that profile; it may enqueue copies on this same stream.
-        if not slot.context.set_optimization_profile_async(profile_index, slot.stream.cuda_stream):
-            raise RuntimeError(f"TensorRT refused to switch context {ctx_index} to profile {profile_index}")
+        # The binding raises on failure (it never returns False); say which context and profile.
+        try:
+            slot.context.set_optimization_profile_async(profile_index, slot.stream.cuda_stream)
+        except RuntimeError as exc:
+            raise RuntimeError(f"TensorRT refused to switch context {ctx_index} to profile {profile_index} "
+                               f"({exc}); the context keeps profile {slot.profile_index}") from exc
         slot.profile_index, slot.input_shapes, slot.tensors = profile_index, {}, {}
         self._invalidate(slot)
         if self._all_static:

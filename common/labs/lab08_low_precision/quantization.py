@@ -1,11 +1,11 @@
-"""INT8, FP8 and INT4 quantization with NVIDIA ModelOpt: PTQ, QAT, per-layer sensitivity, Q/DQ export.
+"""Lab 08 (low precision): INT8, FP8 and INT4 quantization with NVIDIA ModelOpt: PTQ, QAT, per-layer
+sensitivity, Q/DQ export.
 
-Introduced in lab 08 (low precision). ModelOpt (`nvidia-modelopt`) is the successor of
-pytorch-quantization. `modelopt.torch.quantization` ("mtq") puts a quantizer on each layer's input
-and weight; post-training quantization (PTQ) calibrates their ranges on a few images, quantization-
-aware training (QAT) fine-tunes through them, and an ONNX export turns them into Quantize /
-DequantizeLinear pairs that TensorRT 11 builds into INT8/FP8 layers (it has no calibrators of its
-own any more). `modelopt.onnx.quantization` does PTQ on an ONNX file directly. The last part of
+ModelOpt (`nvidia-modelopt`) is the successor of pytorch-quantization. `modelopt.torch.quantization`
+("mtq") puts a quantizer on each layer's input and weight; post-training quantization (PTQ)
+calibrates their ranges on a few images, quantization-aware training (QAT) fine-tunes through them,
+and an ONNX export turns them into Quantize / DequantizeLinear pairs that TensorRT 11 builds into
+INT8/FP8 layers (it has no calibrators of its own any more). `modelopt.onnx.quantization` does PTQ on an ONNX file directly. The last part of
 this module reads a Q/DQ graph back: how many pairs, and which ops they reach.
 
 All of it runs on the CPU, on every machine: ModelOpt's fake quantization of a CUDA tensor first
@@ -27,9 +27,10 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from .datasets import Split
+from common.datasets import Split
+from common.training import TrainResult, accuracy, train
+
 from .precision import FP8_MAX, captured_modelopt_output
-from .training import TrainResult, accuracy, train
 
 #: The formats the lab compares: ModelOpt's INT8 and FP8 presets, and a deliberately harsh one, 4-bit
 #: weights (per output channel) with 3-bit activations (per tensor), where PTQ visibly loses accuracy

@@ -1,6 +1,4 @@
-"""Lab 05 (fusion): graph rewrites with onnx-graphsurgeon, and one hand-written fused kernel.
-
-Introduced in lab 05 (fusion). What is here:
+"""Lab 05 (fusion), the graphs: two small models, the onnx-graphsurgeon rewrites, ONNX Runtime's view.
 
 - two small models: :class:`ConvResidualNet` (Conv + bias, + input, ReLU: what TensorRT fuses by
   itself) and :class:`NormNet` (Linear, then a LayerNorm written by hand as nine ONNX ops);
@@ -9,13 +7,9 @@ Introduced in lab 05 (fusion). What is here:
   :func:`remove_inverse_transposes` (its cure), and :func:`fuse_layernorm` (the nine-op chain into one
   node: the custom op ``trtlabs::FusedLayerNorm`` that a TensorRT plugin serves, or its standard-op
   twin ``LayerNormalization`` that ONNX Runtime can run to prove the rewrite computes the same);
-- ONNX Runtime at a chosen optimisation level (:func:`ort_session`), the node count of the graph it
-  actually runs (:func:`ort_optimized_node_count`) and timings before/after (:func:`ort_timing_rows`);
-- the same LayerNorm in PyTorch four ways on a GPU, with the Triton kernel of
-  :mod:`common.trt.plugins` behind a ``torch.library`` custom op (:func:`fused_layernorm_op`), checked
-  (:func:`verify_layernorm`) and timed against the copy bandwidth (:func:`layernorm_rows`);
-- the TensorRT study (engine layers against ONNX nodes, fused layers, timing), run only where
-  TensorRT is installed (:func:`tensorrt_rows`).
+- ONNX Runtime at a chosen optimisation level (:func:`common.onnx.ort_session`), the node count of
+  the graph it actually runs (:func:`ort_optimized_node_count`) and timings before/after
+  (:func:`ort_timing_rows`).
 """
 
 from __future__ import annotations
@@ -31,19 +25,16 @@ import onnx_graphsurgeon as gs
 import torch
 from torch import nn
 
-from . import bench
-from .onnx import max_relative_error, portable
+from ... import bench
+from ... import onnx as onnx_tools
+from ...onnx import portable
+from ...trt.plugins import PLUGIN_NAME as PLUGIN_OP
+from ...trt.plugins import PLUGIN_NAMESPACE as PLUGIN_DOMAIN
 
 EPS = 1e-5
-PLUGIN_DOMAIN, PLUGIN_OP = "trtlabs", "FusedLayerNorm"
 
 #: The ONNX ops of the LayerNorm written by hand, in the order the exporter emits them.
 DECOMPOSED_OPS = ("ReduceMean", "Sub", "Pow", "ReduceMean", "Add", "Sqrt", "Div", "Mul", "Add")
-
-DECOMPOSED = "PyTorch eager, decomposed (9 ops)"
-TRITON = "Triton fused kernel (torch custom op)"
-COMPILED = "torch.compile of the decomposed"
-TORCH_LAYER_NORM = "torch.nn.functional.layer_norm"
 
 
 # -- the models ----------------------------------------------------------------------------------
@@ -244,8 +235,10 @@ def fuse_layernorm(graph: gs.Graph, *, standard: bool = False) -> int:
     """Replace each hand-written LayerNorm chain by one node; returns how many were replaced.
 
     `standard=False` writes the custom op ``trtlabs::FusedLayerNorm`` (inputs x, weight, bias;
-    attribute epsilon) for the TensorRT plugin; `standard=True` writes its twin, the standard
-    ``LayerNormalization`` (axis -1), which ONNX Runtime runs: the same rewrite, checkable anywhere.
+    attribute epsilon, and plugin_namespace for TensorRT before 10.10, which reads the plugin's
+    namespace from that attribute rather than from the node's domain) for the TensorRT plugin;
+    `standard=True` writes its twin, the standard ``LayerNormalization`` (axis -1), which ONNX Runtime
+    runs: the same rewrite, checkable anywhere.
     """
     matches = [m for node in graph.nodes if node.op == "ReduceMean" and (m := _match_layernorm(node))]
     for i, match in enumerate(matches):
@@ -258,7 +251,7 @@ def fuse_layernorm(graph: gs.Graph, *, standard: bool = False) -> int:
                             attrs={"axis": -1, "epsilon": match["epsilon"]})
         else:
             fused = gs.Node(PLUGIN_OP, name=f"fused_layernorm_{i}", domain=PLUGIN_DOMAIN, inputs=inputs,
-                            outputs=[output], attrs={"epsilon": match["epsilon"]})
+                            outputs=[output], attrs={"epsilon": match["epsilon"], "plugin_namespace": PLUGIN_DOMAIN})
         graph.nodes.append(fused)
     return len(matches)
 
@@ -272,39 +265,16 @@ def rewrite(source: str | Path, destination: str | Path, transform: Callable[...
 
 # -- ONNX Runtime --------------------------------------------------------------------------------
 
-ORT_LEVELS = ("disabled", "basic", "all")
-
-
-def ort_session(path: str | Path, level: str = "all", threads: int | None = None, optimized_path: str | Path | None = None):
-    """A CPU session at ORT's optimisation `level`: "disabled" runs the graph as written, "basic"
-    removes no-ops and folds constants, "all" adds ORT's own fusions (LayerNorm, Conv+activation...)."""
-    import onnxruntime as ort
-
-    levels = {"disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-              "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    if level not in levels:
-        raise ValueError(f"level must be one of {ORT_LEVELS}, got {level!r}")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[level]
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    if optimized_path is not None:
-        options.optimized_model_filepath = str(optimized_path)
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
 def ort_optimized_node_count(path: str | Path, level: str = "basic") -> int:
     """Nodes in the graph ORT really runs after its `level` of optimisation (written beside `path`)."""
     optimized = Path(path).with_suffix(f".ort-{level}.onnx")
-    ort_session(path, level, optimized_path=optimized)
+    onnx_tools.ort_session(path, level=level, optimized_path=optimized)
     return onnx_node_count(optimized)
 
 
 def ort_output(path: str | Path, x: torch.Tensor, level: str = "all") -> np.ndarray:
-    session = ort_session(path, level)
-    return session.run(None, {session.get_inputs()[0].name: x.detach().cpu().numpy()})[0]
+    """The graph's first output on `x`, run by ONNX Runtime at its `level` of optimisation."""
+    return onnx_tools.ort_run(onnx_tools.ort_session(path, level=level), x)
 
 
 def ort_timing_rows(paths: Mapping[str, Path], x: torch.Tensor, levels: tuple[str, ...], *, passes: int = 3,
@@ -314,7 +284,8 @@ def ort_timing_rows(paths: Mapping[str, Path], x: torch.Tensor, levels: tuple[st
     One intra-op thread by default: the graphs are small, and a thread pool's scheduling noise would
     hide the difference being measured."""
     feed_value = x.detach().cpu().numpy()
-    sessions = {(name, level): ort_session(path, level, threads) for name, path in paths.items() for level in levels}
+    sessions = {(name, level): onnx_tools.ort_session(path, level=level, threads=threads)
+                for name, path in paths.items() for level in levels}
     runs: dict[tuple[str, str], list[bench.Measurement]] = {key: [] for key in sessions}
     for _ in range(passes):
         for (name, level), session in sessions.items():
@@ -332,126 +303,3 @@ def before_after_verdicts(runs: Mapping[tuple[str, str], list[bench.Measurement]
                           levels: tuple[str, ...]) -> dict[str, bench.Comparison]:
     """Per ORT level: the rewritten graph (`after`) against the original (`before`)."""
     return {level: bench.compare(runs[before, level], runs[after, level]) for level in levels}
-
-
-# -- the fused LayerNorm in PyTorch (GPU) --------------------------------------------------------
-
-def has_triton() -> bool:
-    """True where the fused kernel can run: a CUDA GPU and Triton importable (not imported here)."""
-    import importlib.util
-
-    return torch.cuda.is_available() and importlib.util.find_spec("triton") is not None
-
-
-@functools.cache
-def fused_layernorm_op() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]:
-    """``torch.ops.trtlabs.fused_layernorm``: the plugin's Triton kernel as a PyTorch op (GPU only).
-
-    A ``torch.library`` custom op, so ``torch.compile`` treats it as one opaque node; its fake
-    (meta) implementation tells the compiler the output's shape and dtype without running it.
-    """
-    if not torch.cuda.is_available():
-        raise RuntimeError("the fused LayerNorm is a Triton kernel: it needs an NVIDIA GPU")
-    from .trt import plugins   # imports Triton
-
-    @torch.library.custom_op("trtlabs::fused_layernorm", mutates_args=(),
-                             schema="(Tensor x, Tensor weight, Tensor bias, float eps) -> Tensor")
-    def fused_layernorm(x, weight, bias, eps):
-        y = torch.empty_like(x)
-        plugins.launch(x, weight, bias, y, eps)
-        return y
-
-    @fused_layernorm.register_fake
-    def _(x, weight, bias, eps):
-        return torch.empty_like(x)
-
-    return torch.ops.trtlabs.fused_layernorm
-
-
-def layernorm_inputs(rows: int, cols: int, *, device: str, dtype: torch.dtype, seed: int = 0):
-    """x (rows x cols) and LayerNorm's weight and bias, seeded, on `device`."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(rows, cols, generator=generator) * 2 + 0.5
-    weight = 1 + 0.1 * torch.randn(cols, generator=generator)
-    bias = 0.1 * torch.randn(cols, generator=generator)
-    return tuple(t.to(device=device, dtype=dtype) for t in (x, weight, bias))
-
-
-def layernorm_candidates(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, *,
-                         with_triton: bool, with_compile: bool) -> dict[str, Callable[[], torch.Tensor]]:
-    """The same LayerNorm several ways, each a no-argument function of the fixed inputs."""
-    candidates: dict[str, Callable[[], torch.Tensor]] = {
-        DECOMPOSED: lambda: decomposed_layernorm(x, weight, bias),
-        TORCH_LAYER_NORM: lambda: torch.nn.functional.layer_norm(x, x.shape[-1:], weight, bias, EPS),
-    }
-    if with_triton:
-        fused = fused_layernorm_op()
-        candidates[TRITON] = lambda: fused(x, weight, bias, EPS)
-    if with_compile:
-        compiled = torch.compile(decomposed_layernorm, dynamic=False)
-        candidates[COMPILED] = lambda: compiled(x, weight, bias)
-    return candidates
-
-
-def verify_layernorm(candidates: Mapping[str, Callable[[], torch.Tensor]], x: torch.Tensor, weight: torch.Tensor,
-                     bias: torch.Tensor) -> dict[str, float]:
-    """Relative error of each candidate against ``layer_norm`` computed in FP32."""
-    reference = torch.nn.functional.layer_norm(x.float(), x.shape[-1:], weight.float(), bias.float(), EPS)
-    return {name: max_relative_error(fn().float(), reference) for name, fn in candidates.items()}
-
-
-def layernorm_bytes(rows: int, cols: int, element_size: int) -> int:
-    """Bytes a LayerNorm must move at least: read x, write y, read weight and bias."""
-    return (2 * rows * cols + 2 * cols) * element_size
-
-
-def measure_candidates(candidates: Mapping[str, Callable[[], Any]], *, device: str, passes: int = 2,
-                       measure_ms: float = 300.0, label: Callable[[str], str] = str) -> dict[str, list[bench.Measurement]]:
-    """Each candidate `passes` times, interleaved, on its own created stream on a GPU."""
-    configs = {name: {"fn": fn, "name": label(name), "backend": label(name),
-                      "stream": torch.cuda.Stream() if device == "cuda" else None}
-               for name, fn in candidates.items()}
-    return bench.measure_interleaved(configs, passes=passes, device=device, warmup_ms=100, measure_ms=measure_ms)
-
-
-def layernorm_rows(runs: Mapping[str, list[bench.Measurement]], nbytes: int, copy_gbps: float | None) -> list[dict]:
-    """Latency, achieved GB/s = bytes / latency, share of the copy bandwidth, speedup over decomposed."""
-    baseline = bench.median_latency_ms(runs[DECOMPOSED])
-    rows = []
-    for name, ms in runs.items():
-        latency_ms = bench.median_latency_ms(ms)
-        gbps = nbytes / (latency_ms / 1e3) / 1e9
-        rows.append({"kernel": name, "latency_ms": latency_ms, "spread_pct": bench.spread_pct(m.latency_ms.median for m in ms),
-                     "gb_per_s": gbps, "pct_of_copy": 100 * gbps / copy_gbps if copy_gbps else float("nan"),
-                     "speedup_vs_decomposed": baseline / latency_ms})
-    return rows
-
-
-# -- TensorRT (only where it is installed) -------------------------------------------------------
-
-def tensorrt_rows(paths: Mapping[str, Path], x: torch.Tensor, reference: torch.Tensor, *, precision: str,
-                  tolerance: float) -> tuple[list[dict], dict[str, list[bench.Measurement]]]:
-    """Per ONNX graph: its nodes, the engine's layers and fused layers, whether it matches, its latency.
-
-    Registers the FusedLayerNorm plugin first, so a graph with that op parses.
-    """
-    from .runners import TensorRTRunner
-    from .trt import BuildConfig, inspect_engine
-    from .trt.plugins import register_plugin
-
-    register_plugin()
-    config = BuildConfig(python_plugins="jit")   # the plugin has JIT and AOT implementations: say which
-    rows, runs = [], {}
-    for name, path in paths.items():
-        runner = TensorRTRunner(path, lambda batch: x, config, precision=precision)
-        runner.prepare(x.shape[0])
-        runner.run()
-        error = max_relative_error(runner.output(), reference)
-        info = inspect_engine(runner.build.engine)
-        runs[name] = [runner.measure(x.shape[0], name=f"{name}, {runner.label}", warmup_ms=100, measure_ms=300)
-                      for _ in range(2)]
-        rows.append({"graph": name, "onnx_nodes": onnx_node_count(path), "engine_layers": len(info.layers),
-                     "fused_layers": len(info.fused_layers()), "matches": error <= tolerance,
-                     "latency_ms": bench.median_latency_ms(runs[name]),
-                     "layer_names": [layer.name for layer in info.layers]})
-    return rows, runs

@@ -1,14 +1,13 @@
-"""Lower precision: FP16/BF16 graphs from ModelOpt AutoCast, graphs scored with ONNX Runtime, and where
-FP8/INT8 pays on a GPU and where it does not.
+"""Lab 08 (low precision): FP16/BF16 graphs from ModelOpt AutoCast, graphs scored with ONNX Runtime,
+and where FP8/INT8 pays on a GPU and where it does not.
 
-Introduced in lab 08 (low precision). TensorRT 11 networks are strongly typed: an engine runs in the
-precision its ONNX says, so FP16/BF16 come from AutoCast (`modelopt.onnx.autocast`), which inserts
-Cast nodes and keeps in FP32 the nodes its rules flag, and INT8/FP8 from explicit Quantize /
-DequantizeLinear (Q/DQ) pairs (:mod:`common.quantization`, which also reads where they landed).
-This module converts with AutoCast and says which nodes stayed FP32 and why, scores graphs with ONNX
-Runtime on the CPU, and builds the PyTorch measurements of the lab: one model at FP32/TF32/FP16/BF16,
-FP8 and INT8 matrix products against FP16, FP8 linear layers with their quantize step, and
-Q/DQ-wrapped convolutions.
+TensorRT 11 networks are strongly typed: an engine runs in the precision its ONNX says, so FP16/BF16
+come from AutoCast (`modelopt.onnx.autocast`), which inserts Cast nodes and keeps in FP32 the nodes
+its rules flag, and INT8/FP8 from explicit Quantize / DequantizeLinear (Q/DQ) pairs
+(:mod:`.quantization`, which also reads where they landed). This module converts with AutoCast and
+says which nodes stayed FP32 and why, scores graphs with ONNX Runtime on the CPU, and builds the
+PyTorch measurements of the lab: one model at FP32/TF32/FP16/BF16, FP8 and INT8 matrix products
+against FP16, FP8 linear layers with their quantize step, and Q/DQ-wrapped convolutions.
 """
 
 from __future__ import annotations
@@ -28,16 +27,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import matmul_alignment as ma
-from .datasets import Split
-from .onnx import max_relative_error
-from .training import accuracy_of, standard_error_points
+from common import bench, cases, checks
+from common.cases import TORCH_DTYPE, Case
+from common.datasets import Split
+from common.onnx import ort_session
+from common.training import accuracy_of, standard_error_points
 
-#: PyTorch storage type of each precision (TF32 is FP32 storage with TF32 math allowed).
-TORCH_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-#: Largest relative error ‖out − ref‖/‖ref‖ of a whole model's (or layer stack's) output against
-#: FP32, above which a configuration is wrong rather than rounded, and is not timed.
-MODEL_TOLERANCE = {"fp32": 1e-5, "tf32": 2e-2, "fp16": 2e-2, "bf16": 6e-2, "fp8": 0.15}
 #: Largest finite FP8 E4M3 value: a quantize step scales amax onto it and clamps (saturates).
 FP8_MAX = 448.0
 
@@ -169,7 +164,7 @@ def node_output_absmax(onnx_path: str | Path, images: torch.Tensor) -> dict[str,
     known = {o.name for o in model.graph.output}
     wanted = {o: n.name for n in model.graph.node for o in n.output}
     model.graph.output.extend(v for v in model.graph.value_info if v.name in wanted and v.name not in known)
-    session = _session(model.SerializeToString(), "basic")
+    session = ort_session(model.SerializeToString(), level="basic")
     names = [o.name for o in session.get_outputs()]
     values = session.run(None, {session.get_inputs()[0].name: images.numpy().astype(np.float32)})
     absmax: dict[str, float] = {}
@@ -182,18 +177,6 @@ def node_output_absmax(onnx_path: str | Path, images: torch.Tensor) -> dict[str,
 
 # -- ONNX Runtime on the CPU: scoring graphs -----------------------------------------------------
 
-def _session(model: str | Path | bytes, optimization: str):
-    import onnxruntime as ort
-
-    levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-              "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-    options = ort.SessionOptions()
-    options.graph_optimization_level = levels[optimization]
-    options.log_severity_level = 3
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
-
-
 def ort_logits(onnx_path: str | Path, images: torch.Tensor, *, optimization: str = "basic") -> np.ndarray:
     """Logits of the graph on `images` with ONNX Runtime on the CPU, fed in the graph's input type.
 
@@ -203,7 +186,7 @@ def ort_logits(onnx_path: str | Path, images: torch.Tensor, *, optimization: str
     """
     import ml_dtypes
 
-    session = _session(onnx_path, optimization)
+    session = ort_session(onnx_path, level=optimization)
     graph_input = session.get_inputs()[0]
     feed_dtype = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                   "tensor(bfloat16)": ml_dtypes.bfloat16}.get(graph_input.type)
@@ -223,7 +206,7 @@ def score(label: str, backend: str, logits: np.ndarray | torch.Tensor, split: Sp
            "std_error_pts": standard_error_points(acc, len(split)), "n": len(split)}
     if reference is not None:
         ref = torch.as_tensor(np.asarray(reference, dtype=np.float32))
-        row["rel_error_vs_fp32"] = max_relative_error(logits, ref)
+        row["rel_error_vs_fp32"] = checks.relative_error(logits, ref)
         row["agree_with_fp32_pct"] = 100.0 * float((logits.argmax(1) == ref.argmax(1)).float().mean())
     return row
 
@@ -231,9 +214,11 @@ def score(label: str, backend: str, logits: np.ndarray | torch.Tensor, split: Sp
 # -- PyTorch: one model at several precisions ----------------------------------------------------
 
 def model_case(model: nn.Module, images: torch.Tensor, precision: str, *, device: str, label: str = "",
-               reference_model: nn.Module | None = None, tolerance: float | None = None) -> ma.Case:
+               reference_model: nn.Module | None = None, tolerance: float | None = None) -> Case:
     """`model` cast to `precision` ("fp32", "tf32", "fp16", "bf16") on `images`, checked against FP32
-    (`reference_model` in FP32, default `model` itself) within `tolerance` (default: the precision's).
+    (`reference_model` in FP32, default `model` itself) within `tolerance` (default: the precision's
+    whole-model tolerance of :data:`common.checks.TOLERANCE`; for FP32 the one-operation bound, 1e-5:
+    the same network computed twice in FP32 differs only in its summation order).
 
     On a GPU the convolutions run channels-last (the tensor-core layout) and TF32 is switched per
     call for both cuBLAS and cuDNN: PyTorch allows TF32 in cuDNN convolutions by default, so an
@@ -250,11 +235,13 @@ def model_case(model: nn.Module, images: torch.Tensor, precision: str, *, device
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
         return net(x)
 
-    with ma.tf32_mode(False), torch.inference_mode():
+    with cases.tf32_mode(False), torch.inference_mode():
         fp32 = copy.deepcopy(reference_model if reference_model is not None else model)
         reference = fp32.to(device=device, dtype=torch.float32).eval()(images.to(device))
-    case = ma.Case(label or precision, precision, run, 0, params={"batch": len(images)})
-    return ma.checked(case, run(), reference, MODEL_TOLERANCE[precision] if tolerance is None else tolerance)
+    if tolerance is None:
+        tolerance = checks.tolerance(precision, "op" if precision == "fp32" else "model")
+    case = Case(label or precision, precision, run, 0, params={"batch": len(images)})
+    return cases.checked(case, run(), reference, tolerance)
 
 
 @torch.inference_mode()
@@ -279,15 +266,24 @@ def gpu_math_defaults() -> Iterator[None]:
          torch.backends.cudnn.benchmark) = saved
 
 
-def speed_rows(cases: Sequence[ma.Case], runs: dict[str, list[Any]], unit: str = "img") -> list[dict]:
+def speed_rows(timed: Sequence[Case], runs: dict[str, list[bench.Measurement]], unit: str = "img") -> list[dict]:
     """Per case: median latency over the passes, throughput = batch / median latency, spread, error."""
     rows = []
-    for row, case in zip(ma.result_rows(cases, runs), cases):
+    for row, case in zip(cases.result_rows(timed, runs), timed):
         batch = case.params.get("batch", 1)
         rows.append({"case": case.label, "precision": case.precision, "batch": batch,
                      "latency_ms": row["latency_ms"], f"{unit}_per_s": batch / (row["latency_ms"] / 1e3),
                      "spread_pct": row["spread_pct"], "rel_error": case.error})
     return rows
+
+
+def precision_speedups(speed: Sequence[dict], runs: dict[str, list[bench.Measurement]]
+                       ) -> dict[tuple[str, str], bench.Comparison]:
+    """Per (model, precision) of the `speed` rows (each with a "model" key) other than FP32: that
+    precision against the same model in FP32, judged against the run-to-run spread."""
+    label = {(row["model"], row["precision"]): row["case"] for row in speed}
+    return {(model, precision): cases.versus(runs, label[(model, "fp32")], case)
+            for (model, precision), case in label.items() if precision != "fp32"}
 
 
 # -- FP8 and INT8 on the GPU: products, layers, and Q/DQ around convolutions ---------------------
@@ -370,12 +366,12 @@ def fp8_linear_stack_fn(stack: nn.Sequential, calibration: torch.Tensor) -> Call
     return run
 
 
-def linear_stack_cases(batch: int, width: int, layers: int, *, device: str, seed: int = 0) -> list[ma.Case]:
+def linear_stack_cases(batch: int, width: int, layers: int, *, device: str, seed: int = 0) -> list[Case]:
     """The same stack in FP16 and with FP8 layers (quantize step included), both checked against FP32."""
     stack = linear_stack(width, layers, seed=seed).to(device)
-    x = ma.random_tensor((batch, width), device=device, dtype=torch.float32, seed=seed + 1)
-    calibration = ma.random_tensor((batch, width), device=device, dtype=torch.float32, seed=seed + 2)
-    with ma.tf32_mode(False), torch.inference_mode():
+    x = cases.random_tensor((batch, width), device=device, dtype=torch.float32, seed=seed + 1)
+    calibration = cases.random_tensor((batch, width), device=device, dtype=torch.float32, seed=seed + 2)
+    with cases.tf32_mode(False), torch.inference_mode():
         reference = stack(x)
     fp16 = copy.deepcopy(stack).to(torch.float16)
     x16 = x.to(torch.float16)
@@ -383,14 +379,14 @@ def linear_stack_cases(batch: int, width: int, layers: int, *, device: str, seed
     flops = 2 * batch * width * width * layers
     params = {"batch": batch, "width": width, "layers": layers}
     name = f"{layers} x Linear({width}) at batch {batch}"
-    cases = []
+    stack_cases = []
     for precision, fn in (("fp16", lambda: fp16(x16)), ("fp8", lambda: fp8(x16))):
-        case = ma.Case(f"{name}, {precision}", precision, torch.inference_mode()(fn), flops, params=params)
-        cases.append(ma.checked(case, case.fn(), reference, MODEL_TOLERANCE[precision]))
-    return cases
+        case = Case(f"{name}, {precision}", precision, torch.inference_mode()(fn), flops, params=params)
+        stack_cases.append(cases.checked(case, case.fn(), reference, checks.tolerance(precision, "model")))
+    return stack_cases
 
 
-def int8_case(m: int, k: int, n: int, *, device: str, seed: int = 0) -> ma.Case:
+def int8_case(m: int, k: int, n: int, *, device: str, seed: int = 0) -> Case:
     """An INT8 product through `torch._int_mm` (INT32 out), checked exact on its first rows."""
     gen = torch.Generator(device=device).manual_seed(seed)
     a = torch.randint(-127, 128, (m, k), generator=gen, dtype=torch.int8, device=device)
@@ -398,8 +394,8 @@ def int8_case(m: int, k: int, n: int, *, device: str, seed: int = 0) -> ma.Case:
     run = lambda: torch._int_mm(a, b)  # noqa: E731
     rows = min(m, 32)
     exact = (a[:rows].double() @ b.double()).round().to(torch.int64)
-    case = ma.Case(f"int8 {m}x{k}x{n}", "int8", run, 2 * m * k * n, params={"m": m, "k": k, "n": n})
+    case = Case(f"int8 {m}x{k}x{n}", "int8", run, 2 * m * k * n, params={"m": m, "k": k, "n": n})
     case.error = float((run()[:rows].to(torch.int64) != exact).any())
     if case.error:
-        raise AssertionError(f"{case.label}: torch._int_mm differs from the exact product: do not time it")
+        raise checks.VerificationError(f"{case.label}: torch._int_mm differs from the exact product: do not time it")
     return case

@@ -1,0 +1,422 @@
+"""Lab 06 (reduce and shuffle): which axis a sum runs over, and which reshapes move memory.
+
+A reduction reads its whole input once and writes a much
+smaller output, so its speed is a memory-bandwidth figure: achieved GB/s = (bytes read + bytes
+written) / median time, quoted as a % of the machine's measured copy ceiling (``common.ceilings``).
+A shuffle (reshape, transpose, flatten) either changes only the shape and strides of a tensor that
+keeps its storage — nothing runs — or lays the data out anew, which costs a full read and write.
+This module prepares both kinds of experiment for PyTorch, ONNX Runtime and TensorRT, checks
+the reductions against FP64 before they are timed (:func:`verify_reductions`), and turns the results
+into the lab's claims (:func:`claims` of a :class:`ReduceShuffleResults`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import onnx
+import onnx_graphsurgeon as gs
+import torch
+from onnx import TensorProto, helper
+
+from .. import bench, checks, plots, report
+from .. import onnx as onnx_tools
+
+OPSET = 17
+
+
+# -- reductions ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ReduceCase:
+    """Sum a tensor of `shape` over axis `dim`, in place or after moving that axis last
+    (``transpose_first``: ``movedim(dim, -1)`` copied into a contiguous buffer, then a last-axis sum)."""
+
+    label: str          # what the shape is, e.g. "NCHW"
+    shape: tuple[int, ...]
+    dim: int
+    transpose_first: bool = False
+
+    @property
+    def axis_length(self) -> int:
+        return self.shape[self.dim]
+
+    @property
+    def is_last_axis(self) -> bool:
+        return self.dim == len(self.shape) - 1
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return tuple(n for i, n in enumerate(self.shape) if i != self.dim)
+
+    @property
+    def name(self) -> str:
+        how = ", transposed to last first" if self.transpose_first else ""
+        return f"{self.label} {'x'.join(map(str, self.shape))} sum axis {self.dim} (length {self.axis_length}){how}"
+
+    @property
+    def short_name(self) -> str:
+        return f"{self.label} axis {self.dim} ({self.axis_length}){' via transpose' if self.transpose_first else ''}"
+
+    def useful_bytes(self, itemsize: int) -> int:
+        """Bytes a reduction must move: read the input once, write the output once."""
+        return (int(np.prod(self.shape)) + int(np.prod(self.output_shape))) * itemsize
+
+    def moved_bytes(self, itemsize: int) -> int:
+        """Bytes this variant does move: a transpose first adds a full read and write of the input."""
+        extra = 2 * int(np.prod(self.shape)) * itemsize if self.transpose_first else 0
+        return self.useful_bytes(itemsize) + extra
+
+
+def reduce_cases(nchw: Sequence[int], matrix: Sequence[int]) -> list[ReduceCase]:
+    """The lab's cases: an NCHW activation over W (short, last), H and C; the same data as (N, C, H*W)
+    with a long last axis; a matrix over its last and first axes; and two in-place sums repeated
+    with an explicit transpose first (C of the NCHW tensor, rows of the matrix)."""
+    n, c, h, w = nchw
+    nchw, long_last, matrix = tuple(nchw), (n, c, h * w), tuple(matrix)
+    return [
+        ReduceCase("NCHW", nchw, 3), ReduceCase("NCHW", nchw, 2), ReduceCase("NCHW", nchw, 1),
+        ReduceCase("NCHW", nchw, 1, transpose_first=True),
+        ReduceCase("N,C,HW", long_last, 2), ReduceCase("N,C,HW", long_last, 1),
+        ReduceCase("matrix", matrix, 1), ReduceCase("matrix", matrix, 0),
+        ReduceCase("matrix", matrix, 0, transpose_first=True),
+    ]
+
+
+def make_input(shape: Sequence[int], *, device: str, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    """Seeded standard-normal data, generated on `device`."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+
+
+class TorchReduce:
+    """One case prepared in PyTorch: its input, its output and (transposed variant) its contiguous
+    buffer allocated once, so a call enqueues only the copy and the sum kernels."""
+
+    def __init__(self, case: ReduceCase, x: torch.Tensor):
+        if tuple(x.shape) != case.shape:
+            raise ValueError(f"input shape {tuple(x.shape)} is not the case's {case.shape}")
+        self.case, self.x = case, x
+        self.out = torch.empty(case.output_shape, dtype=x.dtype, device=x.device)
+        self.buffer = torch.empty_like(x.movedim(case.dim, -1), memory_format=torch.contiguous_format) \
+            if case.transpose_first else None
+
+    def __call__(self) -> torch.Tensor:
+        if self.buffer is not None:
+            self.buffer.copy_(self.x.movedim(self.case.dim, -1))
+            return torch.sum(self.buffer, dim=-1, out=self.out)
+        return torch.sum(self.x, dim=self.case.dim, out=self.out)
+
+    def reference_error(self) -> float:
+        """Relative error of this reduction against the FP64 sum of the same input."""
+        out = self()
+        return onnx_tools.max_relative_error(out, self.x.double().sum(dim=self.case.dim))
+
+
+def reduce_sum_model(case: ReduceCase) -> onnx.ModelProto:
+    """The case as an FP32 ONNX graph built with onnx.helper: ReduceSum over `dim` (keepdims=0), after a
+    Transpose that moves `dim` last for the transposed variant."""
+    rank = len(case.shape)
+    nodes, inputs_of_sum, axis = [], "x", case.dim
+    if case.transpose_first:
+        perm = [i for i in range(rank) if i != case.dim] + [case.dim]
+        nodes.append(helper.make_node("Transpose", ["x"], ["x_t"], perm=perm))
+        inputs_of_sum, axis = "x_t", rank - 1
+    nodes.append(helper.make_node("ReduceSum", [inputs_of_sum, "axes"], ["y"], keepdims=0))
+    graph = helper.make_graph(
+        nodes, "reduce_sum", [helper.make_tensor_value_info("x", TensorProto.FLOAT, case.shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, case.output_shape)],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [1], [axis])])
+    model = onnx_tools.portable(helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)]))
+    onnx.checker.check_model(model)
+    return model
+
+
+class OrtReduce:
+    """One case in ONNX Runtime on the CPU: the graph of :func:`reduce_sum_model` saved to `directory`."""
+
+    def __init__(self, case: ReduceCase, x: np.ndarray, directory: str | Path):
+        path = Path(directory) / f"reduce_{'x'.join(map(str, case.shape))}_axis{case.dim}" \
+                                 f"{'_transposed' if case.transpose_first else ''}.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(reduce_sum_model(case), str(path))
+        self.case, self.x, self.path = case, np.ascontiguousarray(x, dtype=np.float32), path
+        self.session = onnx_tools.ort_session(path)
+
+    def __call__(self) -> np.ndarray:
+        return self.session.run(None, {"x": self.x})[0]
+
+    def reference_error(self) -> float:
+        return onnx_tools.max_relative_error(self(), self.x.astype(np.float64).sum(axis=self.case.dim))
+
+
+def verify_reductions(errors: dict[str, float], dtype: torch.dtype) -> bool:
+    """Every reduction's error against the FP64 sum within the course's tolerance for one operation
+    in `dtype`'s precision (:data:`common.checks.TOLERANCE`); raises naming the first that is not."""
+    return checks.verify_errors(errors, precision=checks.precision_of(dtype), scope="op")
+
+
+def measure_reductions(reductions: Sequence[TorchReduce | OrtReduce], *, backend: str, device: str,
+                       copy_gbps: float, passes: int = 2, **bench_kwargs) -> tuple[list[dict], dict]:
+    """Time every reduction `passes` times (passes interleaved) with the course harness.
+
+    Returns one row per case — median of the pass medians, run-to-run spread, GB/s from the bytes a
+    reduction must move, and that as a % of `copy_gbps` — and the measurements by case name.
+    """
+    runs = bench.measure_interleaved({r.case.name: {"fn": r, "name": r.case.name} for r in reductions},
+                                     passes=passes, backend=backend, device=device, **bench_kwargs)
+    rows = []
+    for r in reductions:
+        itemsize = r.x.element_size() if isinstance(r.x, torch.Tensor) else r.x.itemsize
+        median_ms = bench.median_latency_ms(runs[r.case.name])
+        gbps = r.case.useful_bytes(itemsize) / (median_ms / 1e3) / 1e9
+        rows.append({"backend": backend, "case": r.case.short_name, "shape": "x".join(map(str, r.case.shape)),
+                     "axis": r.case.dim, "axis_length": r.case.axis_length, "last_axis": r.case.is_last_axis,
+                     "transposed_first": r.case.transpose_first, "median_ms": median_ms,
+                     "spread_pct": bench.spread_pct(m.latency_ms.median for m in runs[r.case.name]),
+                     "MB_moved": r.case.moved_bytes(itemsize) / 1e6, "GB_per_s": gbps,
+                     "pct_of_copy": 100.0 * gbps / copy_gbps})
+    return rows, runs
+
+
+@dataclass(frozen=True)
+class RateComparison:
+    """Two rows' bandwidths: ratio = b's GB/s / a's, significant when it exceeds both rows' spread."""
+
+    a: str
+    b: str
+    ratio: float
+    noise_pct: float
+
+    @property
+    def significant(self) -> bool:
+        return abs(self.ratio - 1.0) * 100.0 > self.noise_pct
+
+    def verdict(self) -> str:
+        verdict = "" if self.significant else ": within the run-to-run spread, noise"
+        return f"{self.b} vs {self.a}: {self.ratio:.2f}x the GB/s (spread {self.noise_pct:.1f}%){verdict}"
+
+
+def compare_rates(rows: Sequence[dict], a: str, b: str, backend: str) -> RateComparison:
+    """Compare the GB/s of cases `a` and `b` (short names) of one backend. Bandwidth, not time, because
+    two sums over different axes write outputs of different sizes."""
+    row = {r["case"]: r for r in rows if r["backend"] == backend}
+    for case in (a, b):
+        if case not in row:
+            raise KeyError(f"no row for case {case!r} of backend {backend!r}; cases: {sorted(row)}")
+    return RateComparison(a, b, row[b]["GB_per_s"] / row[a]["GB_per_s"],
+                          max(row[a]["spread_pct"], row[b]["spread_pct"]))
+
+
+def copy_time_ms(nbytes: int, copy_gbps: float) -> float:
+    """How long copying `nbytes` (read `nbytes`, write `nbytes`) takes at the measured copy ceiling."""
+    return 2 * nbytes / (copy_gbps * 1e9) * 1e3
+
+
+# -- shuffles in PyTorch ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ShuffleCase:
+    """A shape change written the way models write it; `make` takes the NCHW input."""
+
+    name: str
+    make: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def shuffle_cases(groups: int = 4) -> list[ShuffleCase]:
+    """Reshapes that only relabel the same memory, then ones that must lay the data out anew."""
+    return [
+        ShuffleCase("reshape (N,C,H,W) -> (N,C,H*W)", lambda x: x.reshape(x.shape[0], x.shape[1], -1)),
+        ShuffleCase("flatten(start_dim=1)", lambda x: torch.flatten(x, 1)),
+        ShuffleCase("transpose of a size-1 dim, .contiguous()",
+                    lambda x: x.reshape(x.shape[0], 1, x.shape[1], -1).transpose(1, 2).contiguous()),
+        ShuffleCase("permute to NHWC (a strided view)", lambda x: x.permute(0, 2, 3, 1)),
+        ShuffleCase("permute to NHWC, .contiguous()", lambda x: x.permute(0, 2, 3, 1).contiguous()),
+        ShuffleCase("transpose(2, 3), reshape (N,C,W*H)", lambda x: x.transpose(2, 3).reshape(x.shape[0], x.shape[1], -1)),
+        ShuffleCase(f"channel shuffle, {groups} groups", lambda x: _channel_shuffle(x, groups)),
+    ]
+
+
+def shares_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """True when `b` lives in `a`'s memory: the shuffle that made it moved no data."""
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+def storage_facts(x: torch.Tensor, cases: Sequence[ShuffleCase]) -> list[dict]:
+    """For each shuffle of `x`: does the result share x's storage (no copy ran), is it a view
+    (``_base`` set), is it contiguous. None of this depends on the sizes or the device."""
+    rows = []
+    for case in cases:
+        y = case.make(x)
+        rows.append({"shuffle": case.name, "shares_storage": shares_storage(x, y),
+                     "is_view": y._base is not None, "contiguous": y.is_contiguous()})
+    return rows
+
+
+def cuda_kernels_launched(fn: Callable[[], object]) -> int:
+    """How many GPU activities (kernels, memcpys, memsets) one call of `fn` puts on the device, by
+    ``torch.profiler``. `fn` runs once before, so lazy initialisation is not counted."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return sum(1 for event in prof.events() if event.device_type == torch.autograd.DeviceType.CUDA)
+
+
+def measure_shuffles(x: torch.Tensor, cases: Sequence[ShuffleCase], *, backend: str, device: str,
+                     copy_gbps: float, passes: int = 2, **bench_kwargs) -> list[dict]:
+    """Time each shuffle as written (allocation included, from PyTorch's caching allocator on a GPU);
+    its cost as a % of one copy of x at the measured ceiling."""
+    runs: dict[str, list[bench.Measurement]] = {c.name: [] for c in cases}
+    for _ in range(passes):
+        for case in cases:
+            runs[case.name].append(bench.measure(lambda case=case: case.make(x), name=case.name, backend=backend,
+                                                 device=device, **bench_kwargs))
+    nbytes = x.numel() * x.element_size()
+    rows = []
+    for case in cases:
+        median_ms = bench.median_latency_ms(runs[case.name])
+        rows.append({"backend": backend, "shuffle": case.name, "shares_storage": shares_storage(x, case.make(x)),
+                     "median_ms": median_ms, "spread_pct": bench.spread_pct(m.latency_ms.median for m in runs[case.name]),
+                     "pct_of_one_copy": 100.0 * median_ms / copy_time_ms(nbytes, copy_gbps)})
+    return rows
+
+
+def heads_matmul_operands(batch: int, seq: int, heads: int, head_dim: int, *, device: str,
+                          dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Attention-style operands: q as (B, S, H, D), the same data as contiguous (B, H, S, D), and k as
+    (B, H, D, S). ``q.permute(0, 2, 1, 3) @ k`` needs the (B, H) batch folded into one, which the
+    permuted strides cannot give without a copy."""
+    q = make_input((batch, seq, heads, head_dim), device=device, dtype=dtype, seed=1)
+    k = make_input((batch, heads, head_dim, seq), device=device, dtype=dtype, seed=2)
+    return q, q.permute(0, 2, 1, 3).contiguous(), k
+
+
+# -- shuffles as ONNX graphs (ONNX Runtime, TensorRT) ------------------------------------------------
+
+SHUFFLE_GRAPHS = ("pure reshape", "size-1 transpose", "channel shuffle")
+
+
+def shuffle_graph(kind: str, shape: Sequence[int], groups: int = 4) -> onnx.ModelProto:
+    """Relu -> shape change -> Relu, built with onnx-graphsurgeon, FP32, static shape (N, C, H, W):
+
+    - "pure reshape": Reshape to (N, C, H*W), same memory order;
+    - "size-1 transpose": Reshape to (N, 1, C, H*W), Transpose(0, 2, 1, 3), Reshape back: moves a
+      size-1 dim only, so the memory order is unchanged;
+    - "channel shuffle": Reshape to (N, g, C/g, H, W), Transpose(0, 2, 1, 3, 4), Reshape back: the
+      ShuffleNet channel shuffle, which reorders memory.
+    The Relus give the shape change compute layers on both sides to fuse with or not.
+    """
+    n, c, h, w = shape
+    if c % groups:
+        raise ValueError(f"{c} channels do not split into {groups} groups")
+    x = gs.Variable("x", dtype=np.float32, shape=(n, c, h, w))
+    a = gs.Variable("relu_in", dtype=np.float32)
+    nodes = [gs.Node("Relu", inputs=[x], outputs=[a])]
+
+    def reshape(tensor: gs.Variable, target: Sequence[int], name: str) -> gs.Variable:
+        out = gs.Variable(f"{name}_out", dtype=np.float32)
+        nodes.append(gs.Node("Reshape", name=name, inputs=[tensor, gs.Constant(f"{name}_shape", np.array(target, np.int64))],
+                             outputs=[out]))
+        return out
+
+    def transpose(tensor: gs.Variable, perm: Sequence[int]) -> gs.Variable:
+        out = gs.Variable("transpose_out", dtype=np.float32)
+        nodes.append(gs.Node("Transpose", name="transpose", inputs=[tensor], outputs=[out], attrs={"perm": list(perm)}))
+        return out
+
+    if kind == "pure reshape":
+        shuffled, out_shape = reshape(a, (n, c, h * w), "reshape"), (n, c, h * w)
+    elif kind == "size-1 transpose":
+        t = transpose(reshape(a, (n, 1, c, h * w), "reshape_in"), (0, 2, 1, 3))
+        shuffled, out_shape = reshape(t, (n, c, h, w), "reshape_out"), (n, c, h, w)
+    elif kind == "channel shuffle":
+        t = transpose(reshape(a, (n, groups, c // groups, h, w), "reshape_in"), (0, 2, 1, 3, 4))
+        shuffled, out_shape = reshape(t, (n, c, h, w), "reshape_out"), (n, c, h, w)
+    else:
+        raise ValueError(f"kind must be one of {SHUFFLE_GRAPHS}, got {kind!r}")
+    y = gs.Variable("y", dtype=np.float32, shape=out_shape)
+    nodes.append(gs.Node("Relu", inputs=[shuffled], outputs=[y]))
+    graph = gs.Graph(nodes=nodes, inputs=[x], outputs=[y], opset=OPSET)
+    model = onnx_tools.portable(gs.export_onnx(graph.cleanup().toposort()))
+    onnx.checker.check_model(model)
+    return model
+
+
+def shuffle_reference(kind: str, x: np.ndarray, groups: int = 4) -> np.ndarray:
+    """What the graph of `kind` computes, in NumPy."""
+    n, c, h, w = x.shape
+    r = np.maximum(x, 0)
+    if kind == "pure reshape":
+        return r.reshape(n, c, h * w)
+    if kind == "size-1 transpose":
+        return r.reshape(n, 1, c, h * w).transpose(0, 2, 1, 3).reshape(n, c, h, w)
+    if kind == "channel shuffle":
+        return r.reshape(n, groups, c // groups, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
+    raise ValueError(f"kind must be one of {SHUFFLE_GRAPHS}, got {kind!r}")
+
+
+def save_shuffle_graphs(shape: Sequence[int], directory: str | Path, groups: int = 4) -> dict[str, Path]:
+    """Each graph of :data:`SHUFFLE_GRAPHS` written to `directory`, by kind."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for kind in SHUFFLE_GRAPHS:
+        path = directory / f"{kind.replace(' ', '_').replace('-', '')}_{'x'.join(map(str, shape))}.onnx"
+        onnx.save(shuffle_graph(kind, shape, groups), str(path))
+        paths[kind] = path
+    return paths
+
+
+def tensorrt_shuffle_layers(paths: dict[str, Path]) -> list[dict]:
+    """TensorRT: build each shuffle graph (detailed profiling verbosity) and read the engine inspector:
+    how many layers run, how many are Shuffle layers, reformats, Myelin regions, and their names."""
+    from ..trt import BuildConfig, build_engine, inspect_engine
+
+    rows = []
+    for kind, path in paths.items():
+        info = inspect_engine(build_engine(path, BuildConfig(profiling_verbosity="detailed")).engine)
+        rows.append({"graph": kind, "layers": len(info.layers),
+                     "shuffle_layers": sum(1 for layer in info.layers if layer.layer_type == "Shuffle"),
+                     "reformat_layers": len(info.reformat_layers()), "myelin_layers": len(info.myelin_layers()),
+                     "layer_types": info.count_by_type(), "layer_names": [layer.name for layer in info.layers]})
+    return rows
+
+
+# -- figure -----------------------------------------------------------------------------------------
+
+def grouped_bar_plot(rows: Sequence[dict], *, label: str, value: str, series: str, title: str, ylabel: str,
+                     path: str | Path, reference: float | None = None, show: bool = True) -> Path:
+    """Bars of `value` per `label`, one colour per `series` (e.g. backend), a dashed line at
+    `reference` (e.g. 100 % of the copy ceiling); PNG and CSV into `path` (fixed size)."""
+    labels = list(dict.fromkeys(str(r[label]) for r in rows))
+    names = list(dict.fromkeys(str(r[series]) for r in rows))
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=plots.FIGSIZE, dpi=plots.DPI)
+    for i, name in enumerate(names):
+        values = {str(r[label]): r[value] for r in rows if str(r[series]) == name}
+        xs = [j + (i - (len(names) - 1) / 2) * width for j, lab in enumerate(labels) if lab in values]
+        bars = ax.bar(xs, [values[lab] for lab in labels if lab in values], width=width, label=name)
+        for bar in bars:
+            ax.annotate(f"{bar.get_height():.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set(title=title, ylabel=ylabel)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return plots.finish_figure(fig, rows, path, show)

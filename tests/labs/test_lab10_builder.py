@@ -1,0 +1,450 @@
+"""Lab 10 (builder optimization): the lab's models and references, the trade-off arithmetic,
+torch.compile with Inductor's cache cold and warm, ONNX Runtime's levels, the TensorRT study's
+orchestration with its TensorRT calls replaced, the timing-cache plumbing that needs no TensorRT
+(common.trt.tactics), and every branch of the claims. GPU tests need a CUDA GPU."""
+
+import math
+import os
+
+import pytest
+import torch
+
+from common import bench, checks, report
+from common import onnx as onnx_tools
+from common.labs import lab10_builder as lab
+from common.labs.lab10_builder import trt_study
+from common.trt import BuildConfig, tactics
+from common.trt.logger import BuildLog
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_lab_models_are_seeded_and_sized_by_scale():
+    mlp = lab.lab_model("mlp", "small")
+    assert mlp.sample_shape == (256,) and mlp.batch == 64
+    assert mlp.example().shape == (64, 256)
+    assert torch.equal(mlp.example(), lab.lab_model("mlp", "small").example())
+    same = lab.lab_model("mlp", "small").module
+    assert all(torch.equal(a, b) for a, b in zip(mlp.module.parameters(), same.parameters()))
+    cnn = lab.lab_model("convnet", "full")
+    assert cnn.sample_shape == (3, 64, 64) and cnn.batch == 64
+    deep = lab.lab_model("mlp", "small", depth=8)
+    assert len(deep.module) == 16 and "8 x" in deep.description
+    with pytest.raises(KeyError, match="mlp"):
+        lab.lab_model("resnet", "small")
+
+
+def test_a_wrong_scale_names_the_allowed_values():
+    with pytest.raises(ValueError, match="'full', 'small'"):
+        lab.lab_model("mlp", "ful")
+    with pytest.raises(ValueError, match="'full', 'small'"):
+        lab.sizes("mlp", "large")
+    assert lab.sizes("mlp", "small")["depth"] == lab.SIZES["small"]["mlp"]["depth"] == 4
+
+
+def test_reference_is_the_fp32_module_output():
+    model = lab.lab_model("convnet", "small")
+    x = model.example()
+    with torch.inference_mode():
+        torch.testing.assert_close(model.reference(x), model.module(x))
+    assert model.on("cpu", "fp32") is not model.module   # a copy: the source model is never moved or cast
+
+
+def test_break_even_and_verdict():
+    assert lab.break_even_inferences(20.0, 0.5, 0.4) == pytest.approx(200_000)
+    assert math.isinf(lab.break_even_inferences(5.0, 1.0, 1.0))
+    assert math.isinf(lab.break_even_inferences(5.0, 1.0, 1.2))
+    faster = bench.Comparison("a", "b", 2.0, 1.0, 1.0, 1.0)
+    slower = bench.Comparison("a", "b", 1.0, 2.0, 1.0, 1.0)
+    noise = bench.Comparison("a", "b", 1.00, 1.01, 5.0, 5.0)
+    assert [lab.verdict(c) for c in (faster, slower, noise)] == ["faster", "slower", "noise"]
+
+
+def test_compile_modes_run_max_autotune_on_the_mlp_only_on_a_gpu():
+    assert lab.compile_modes(True) == {"mlp": ["default", "reduce-overhead", "max-autotune-no-cudagraphs"],
+                                       "convnet": ["default"]}
+    assert lab.compile_modes(False) == {name: ["default", "max-autotune-no-cudagraphs"] for name in ("mlp", "convnet")}
+
+
+def test_compile_cold_then_warm_on_cpu():
+    model = lab.LabModel("tiny", lab.mlp(32, depth=2), 8, (32,), "tiny MLP")
+    x = model.example()
+    run = lab.compile_and_measure(model, model.on("cpu", "fp32"), x, model.reference(x), "default", precision="fp32",
+                                  stream=None, warm=True, passes=2, warmup_ms=1, measure_ms=5)
+    assert run.cold_cache["fx_misses"] >= 1 and run.cold_cache["fx_hits"] == 0   # a fresh folder: nothing to hit
+    assert run.warm_cache["fx_hits"] + run.warm_cache["aot_hits"] >= 1 and run.warm_cache["fx_misses"] == 0
+    assert run.warm_s < run.cold_s and run.relative_error <= checks.tolerance("fp32", "model")
+    assert len(run.runs) == 2 and run.label == "torch.compile (default)"
+
+
+def test_compile_refuses_wrong_outputs_and_cuda_graphs_on_cpu():
+    model = lab.LabModel("tiny", lab.mlp(16, depth=1), 4, (16,), "tiny MLP")
+    x = model.example()
+    with pytest.raises(checks.VerificationError, match="torch.compile"):
+        lab.compile_and_measure(model, model.on("cpu", "fp32"), x, model.reference(x) + 1.0, "default",
+                                precision="fp32", stream=None, warm=False, passes=1, warmup_ms=1, measure_ms=1)
+    with pytest.raises(ValueError, match="GPU"):
+        lab.compile_and_measure(model, model.module, x, model.reference(x), "reduce-overhead", precision="fp32",
+                                stream=None)
+
+
+def test_warm_up_compiles_the_tiny_models_in_a_throwaway_cache():
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    assert lab.warm_up_compiler("cpu", "fp32") > 0
+    assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == before
+
+
+def _measurement(name, ms, device="cpu"):
+    stats = bench.Stats.of([ms])
+    return bench.Measurement(name, "fake", device, 1, stats, stats, ms, 1, 0.0, "perf_counter")
+
+
+def _runs(name, *medians):
+    return [_measurement(name, ms) for ms in medians]
+
+
+def test_compile_study_rows_compare_against_eager():
+    run = lab.CompileRun("m", "default", 2.0, {}, 0.5, {}, 0.0, _runs("c", 0.5, 0.51))
+    study = lab.CompileStudy("m", "fp32", 0.0, _runs("PyTorch eager", 1.0, 1.02), [run])
+    base, row = study.rows()
+    assert base["configuration"] == "PyTorch eager" and row["verdict"] == "faster"
+    assert row["break_even"] == pytest.approx(lab.break_even_inferences(2.0, 1.01, 0.505))
+    assert run.warm_speedup == 4.0 and study.run("default") is run
+    assert study.compare("eager", "default").speedup == pytest.approx(1.01 / 0.505)
+    with pytest.raises(KeyError, match="default"):
+        study.run("max-autotune")
+
+
+def test_cache_and_cold_warm_rows_skip_modes_compiled_once():
+    warm = lab.CompileRun("m", "default", 2.0, {"fx_hits": 0, "fx_misses": 3, "aot_hits": 0}, 0.5,
+                          {"fx_hits": 3, "fx_misses": 0, "aot_hits": 1}, 0.0, [])
+    once = lab.CompileRun("m", "reduce-overhead", 3.0, {}, None, None, 0.0, [])
+    studies = {"m": lab.CompileStudy("m", "fp32", 0.0, [], [warm, once])}
+    (row,) = lab.cache_rows(studies)
+    assert row["cold: fx hits/misses"] == "0/3" and row["warm: fx hits/misses"] == "3/0" and row["cold/warm"] == 4.0
+    assert lab.cold_warm_rows(studies) == [{"compile": "m default\ncold", "seconds": 2.0},
+                                           {"compile": "m default\nwarm", "seconds": 0.5}]
+
+
+def test_ort_levels_check_outputs_and_count_ops(tmp_path):
+    model = lab.LabModel("tiny", lab.mlp(32, depth=2), 4, (32,), "tiny MLP")
+    path = onnx_tools.export(model.module, model.example(), tmp_path / "tiny.onnx")
+    study = lab.ort_level_study(path, model, build_repeats=2, warmup_ms=1, measure_ms=5, out_dir=tmp_path / "opt")
+    assert [r.level for r in study] == list(lab.ORT_LEVELS)
+    assert all(len(r.build_s) == 2 and len(r.runs) == 2 for r in study)
+    nodes = {r.level: r.nodes for r in study}
+    assert nodes["ORT_DISABLE_ALL"].get("Erf") == 2 and nodes["ORT_ENABLE_EXTENDED"].get("Gelu") == 2
+    assert lab.gelu_fused(study, 2) and not lab.gelu_fused(study, 3)
+    rows = lab.ort_rows(study)
+    assert rows[0]["verdict"] == "baseline" and rows[0]["break_even"] == 0.0
+    assert sum(nodes["ORT_ENABLE_ALL"].values()) == rows[-1]["nodes"] < rows[0]["nodes"]
+    with pytest.raises(ValueError, match="level must be one of"):
+        lab.ort_level_study(path, model, levels=("ORT_ENABLE_EVERYTHING",), out_dir=tmp_path / "opt")
+
+
+def test_tradeoff_rows_and_plots(tmp_path):
+    rows = lab.tradeoff_rows("s", [("a", 1.0, 2.0), ("b", 10.0, 1.0)], baseline_ms=2.0)
+    assert [r["relative_run_time"] for r in rows] == [1.0, 0.5]
+    png = lab.tradeoff_plot(rows, title="t", path=tmp_path / "trade", show=False)
+    assert png.exists() and png.with_suffix(".csv").exists()
+    level_rows = [{"model": "m", "level": lv, "build_s": lv + 1.0, "latency_ms": 1.0 / (lv + 1)} for lv in range(6)]
+    assert lab.level_plot(level_rows, x="level", title="t", path=tmp_path / "levels", show=False).exists()
+
+
+def test_all_tradeoff_rows_one_series_per_compiler_and_model():
+    study = lab.CompileStudy("mlp", "fp32", 0.0, _runs("eager", 2.0, 2.0),
+                             [lab.CompileRun("mlp", "max-autotune-no-cudagraphs", 9.0, {}, None, None, 0.0,
+                                             _runs("c", 1.0, 1.0))])
+    ort = [lab.OrtLevelRun("mlp", level, [0.01], {}, 0.0, _runs(level, ms, ms))
+           for level, ms in (("ORT_DISABLE_ALL", 4.0), ("ORT_ENABLE_ALL", 2.0))]
+    rows = lab.all_tradeoff_rows({"mlp": study}, {"mlp": ort}, {}, "cpu")
+    assert [(r["series"], r["config"], r["relative_run_time"]) for r in rows] == [
+        ("torch.compile, mlp (cpu)", "max-autotune", 0.5),
+        ("ONNX Runtime, mlp (CPU)", "disable all", 1.0), ("ONNX Runtime, mlp (CPU)", "all", 0.5)]
+
+
+# -- common.trt.tactics and the parts of the TensorRT study that need no TensorRT ---------------------------
+
+def test_parse_autotuning_log_reads_keys_tables_and_choices():
+    records = tactics.parse_autotuning_log(tactics.EXAMPLE_AUTOTUNING_LOG)
+    assert [r.op for r in records] == ["gemm_0", "gemm_1"]
+    first, second = records
+    assert first.key == "0x00112233445566778899aabbccddeeff" and len(first.tactics) == 2
+    assert first.selected_tactic.kernel == "kernel_alpha" and first.alternative().hash == "0x3c4d"
+    assert second.selected == "0x7a8b" and second.selected_tactic.kernel == "kernel_delta"   # not the first row
+    assert second.alternative().kernel == "kernel_gamma" and second.tactics[0].cost_ms == pytest.approx(0.02)
+
+
+def test_parse_autotuning_log_ignores_unfinished_and_foreign_lines():
+    lines = ["[TensorRT] some other message", "Autotuning op x(key: 0xabc):", "no table here",
+             "Autotuning op y(key: 0xdef):", "tactic_id, cost(in ms), cost/fastest_cost, ...",
+             "   1, 0.5, 1.0, 0.1, only_kernel, 0x1,", "end of table",
+             "The selected tactic is (tactic hash, cost(in ms)):0x1, 0.5"]
+    records = tactics.parse_autotuning_log(lines)
+    assert [r.op for r in records] == ["y"]          # x never said which tactic it chose
+    assert records[0].alternative() is None          # one tactic: nothing to force
+
+
+def test_timing_cache_file_names_the_version_and_gpu():
+    a = tactics.timing_cache_file("d", "mlp", "11.4.0.106", "NVIDIA H100 80GB HBM3")
+    assert a.name == "mlp.trt-11.4.0.106.nvidia-h100-80gb-hbm3.timing-cache"
+    assert a != tactics.timing_cache_file("d", "mlp", "11.4.1", "NVIDIA H100 80GB HBM3")
+    assert a != tactics.timing_cache_file("d", "mlp", "11.4.0.106", "NVIDIA A100-SXM4-80GB")
+    assert "/" not in tactics.timing_cache_file("d", "a/b", "1", "x/y").name
+
+
+def test_knob_configs_label_and_set_one_field():
+    base = BuildConfig(builder_optimization_level=None)
+    configs = lab.knob_configs(base, "builder_optimization_level", range(6))
+    assert list(configs)[3] == "builder_optimization_level=3 (default)"
+    assert [c.builder_optimization_level for c in configs.values()] == list(range(6))
+    sources = lab.knob_configs(base, "tactic_sources", [frozenset(), frozenset({"JIT_CONVOLUTIONS"}),
+                                                        lab.DEFAULTS["tactic_sources"]])
+    assert list(sources) == ["tactic_sources=none", "tactic_sources=JIT_CONVOLUTIONS",
+                             "tactic_sources=EDGE_MASK_CONVOLUTIONS+JIT_CONVOLUTIONS (default)"]
+    assert lab.static_profile(torch.zeros(8, 3, 4, 4)).shapes["input"] == ((8, 3, 4, 4),) * 3
+    assert lab.static_config(torch.zeros(8, 3, 4, 4)).profiles == (lab.static_profile(torch.zeros(8, 3, 4, 4)),)
+    assert lab.KNOB_VALUES["tactic_sources"][0] == lab.DEFAULTS["tactic_sources"]
+
+
+def test_cache_key_checks_hold_for_two_models(tmp_path):
+    paths = {name: onnx_tools.export(lab.mlp(8, depth=depth), torch.zeros(2, 8), tmp_path / f"{name}.onnx")
+             for name, depth in (("mlp", 1), ("convnet", 2))}
+    statements = lab.cache_key_checks(paths, (8,))
+    assert [s for s, _ in statements][:2] == ["same model, settings, TensorRT and GPU -> same key",
+                                              "another TensorRT version -> another key"]
+    assert len(statements) == 6 and all(holds for _, holds in statements)
+
+
+# -- the TensorRT study's orchestration, with the TensorRT calls replaced -----------------------------------
+
+class _FakeRunner:
+    closed = 0
+
+    def close(self):
+        _FakeRunner.closed += 1
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    """build_checked and measure_engines without TensorRT: records what was built, times from a table."""
+    built = []
+
+    def build_checked(onnx_path, config, x, reference, *, model, label, verbose=False, **_):
+        built.append((label, config, verbose))
+        log = BuildLog()
+        for line in tactics.EXAMPLE_AUTOTUNING_LOG:
+            log.add("VERBOSE", line)
+        kernels = ["kernel_beta"] if label == "forced tactic" else ["kernel_alpha"]
+        return lab.EngineResult(model, label, config, 1.0, 100, 0.0, kernels, log=log), _FakeRunner()
+
+    def measure_engines(engines, *, batch_size, passes=2, **_):
+        for result, runner in engines:
+            result.runs = [_measurement(result.label, 1.0 + 0.01 * i, "cuda") for i in range(passes)]
+            runner.close()
+
+    monkeypatch.setattr(trt_study, "build_checked", build_checked)
+    monkeypatch.setattr(trt_study, "measure_engines", measure_engines)
+    monkeypatch.setattr(trt_study, "timing_cache_entries", lambda path: 7)
+    return built
+
+
+def test_editable_cache_study_forces_the_fastest_other_tactic(fake_trt, monkeypatch, tmp_path):
+    forced = []
+    monkeypatch.setattr(trt_study, "force_tactic", lambda path, key, tactic_hash: forced.append((key, tactic_hash)))
+    stale = tmp_path / "c.timing-cache"
+    stale.write_bytes(b"old")
+    study = lab.editable_cache_study("m.onnx", BuildConfig(), stale, torch.zeros(2, 4), torch.zeros(2, 4), model="m")
+    assert not stale.exists()                                   # every study starts from an empty cache
+    assert [label for label, _, _ in fake_trt] == ["builder's choice", "forced tactic"]
+    assert all("EDITABLE_TIMING_CACHE" in config.extra_flags for _, config, _ in fake_trt)
+    assert fake_trt[0][2] is True                               # the first build logs VERBOSE
+    assert forced == [("0x00112233445566778899aabbccddeeff", "0x3c4d")]
+    assert study["forced_kernel_in_engine"] and study["comparison"] is not None
+
+
+def test_timing_cache_and_reuse_studies_build_what_they_say(fake_trt, tmp_path):
+    cache = tmp_path / "m.timing-cache"
+    cache.write_bytes(b"stale")
+    study = lab.timing_cache_study("m.onnx", BuildConfig(), cache, torch.zeros(2, 4), torch.zeros(2, 4), model="m")
+    assert not cache.exists() and study["entries"] == 7
+    assert [r.label for r in (study["cold"], study["warm"])] == ["cold timing cache", "warm timing cache"]
+    assert {config.timing_cache_path for _, config, _ in fake_trt} == {str(cache)}
+    donor = tmp_path / "donor.timing-cache"
+    donor.write_bytes(b"donor bytes")
+    reuse = lab.reuse_study("deep.onnx", BuildConfig(), donor, tmp_path / "scratch", torch.zeros(2, 4),
+                            torch.zeros(2, 4), model="deep")
+    assert (tmp_path / "scratch" / "reused.timing-cache").read_bytes() == b"donor bytes"
+    assert donor.read_bytes() == b"donor bytes" and reuse["donor_entries"] == 7
+    assert [r.label for r in (reuse["empty"], reuse["reused"])] == ["empty timing cache",
+                                                                  "another model's timing cache"]
+
+
+# -- the claims ------------------------------------------------------------------------------------------
+
+def _run(model, mode, medians, cold_s, warm_s=None, warm_cache=None):
+    return lab.CompileRun(model, mode, cold_s, {"fx_hits": 0, "fx_misses": 1, "aot_hits": 0}, warm_s, warm_cache, 0.0,
+                          _runs(f"torch.compile ({mode})", *medians))
+
+
+SERVED = {"fx_hits": 2, "fx_misses": 0, "aot_hits": 1}
+
+
+def _studies(*, cnn_default, mlp_default, mlp_autotune, autotune_cold_s, warm_s, warm_cache=SERVED):
+    eager = _runs("PyTorch eager", 1.0, 1.01)
+    cnn = lab.CompileStudy("convnet", "fp32", 0.0, eager,
+                           [_run("convnet", "default", cnn_default, 2.0, warm_s, warm_cache)])
+    mlp = lab.CompileStudy("mlp", "fp32", 0.0, eager,
+                           [_run("mlp", "default", mlp_default, 2.0, warm_s, warm_cache),
+                            _run("mlp", "max-autotune-no-cudagraphs", mlp_autotune, autotune_cold_s, 1.0, warm_cache)])
+    return {"mlp": mlp, "convnet": cnn}
+
+
+def _by_claim(lab_report):
+    return {c.claim: c for c in lab_report.claims}
+
+
+def test_compile_claims_hold():
+    studies = _studies(cnn_default=(0.5, 0.505), mlp_default=(0.98, 0.99), mlp_autotune=(0.97, 0.98),
+                       autotune_cold_s=10.0, warm_s=0.5)
+    result = lab.compile_claims(studies)
+    assert result.lab == "10_builder" and len(result.claims) == 7
+    assert all(c.status == report.HOLDS for c in result.claims), result.table()
+    assert [c.measured for c in result.claims] == ["2.00x", "1.02x", "5.0x", "1.01x", "4.0x", "4.0x", "1"]
+    assert result.claims[2].why == "2.0 s -> 10.0 s" and result.claims[4].why == "2.00 s -> 0.50 s"
+
+
+def test_compile_claims_fail():
+    studies = _studies(cnn_default=(1.5, 1.51), mlp_default=(0.5, 0.505), mlp_autotune=(0.25, 0.2525),
+                       autotune_cold_s=3.0, warm_s=1.5, warm_cache={"fx_hits": 1, "fx_misses": 1, "aot_hits": 0})
+    claims = lab.compile_claims(studies).claims
+    assert all(c.status == report.FAILS for c in claims), [c.claim for c in claims if c.status != report.FAILS]
+    assert [c.measured for c in claims] == ["0.67x", "2.00x", "1.5x", "2.00x", "1.3x", "1.3x", "0"]
+
+
+def test_compile_claims_count_a_difference_inside_the_spread_as_no_change():
+    studies = _studies(cnn_default=(0.5, 0.505), mlp_default=(0.3, 1.5), mlp_autotune=(0.4, 1.6),
+                       autotune_cold_s=10.0, warm_s=0.5)
+    claims = _by_claim(lab.compile_claims(studies))
+    gemm = claims["torch.compile (default) changes the MLP's run time by less than 10%: "
+                  "its matrix products stay in the library"]
+    assert gemm.status == report.HOLDS and gemm.measured == "1.12x"   # 12% apart, inside a 400% spread
+
+
+def _ort_row(model, level, speedup, verdict, build_ms, break_even, spread=2.0):
+    return {"model": model, "level": level, "speedup": speedup, "verdict": verdict, "spread_pct": spread,
+            "build_ms": build_ms, "break_even": break_even}
+
+
+def test_ort_claims_hold_and_fail():
+    good = [_ort_row("convnet", "ORT_DISABLE_ALL", 1.0, "baseline", 20.0, 0.0),
+            _ort_row("convnet", "ORT_ENABLE_ALL", 1.8, "faster", 40.0, 250.0),
+            _ort_row("mlp", "ORT_ENABLE_EXTENDED", 1.3, "faster", 30.0, 10.0)]
+    claims = lab.ort_claims(good).claims
+    assert [c.status for c in claims] == [report.HOLDS] * 4
+    assert [c.measured for c in claims] == ["1.80x", "1.30x", "40.0 ms", "250 inferences"]
+    assert claims[0].why == "spread 2.0%"
+    bad = [_ort_row("convnet", "ORT_ENABLE_ALL", 1.01, "noise", 1500.0, math.inf, spread=5.0),
+           _ort_row("mlp", "ORT_ENABLE_EXTENDED", 0.9, "slower", 30.0, math.inf)]
+    claims = lab.ort_claims(bad).claims
+    assert [c.status for c in claims] == [report.FAILS] * 4
+    assert [c.measured for c in claims] == ["1.01x", "0.90x", "1500.0 ms", "inf inferences"]
+
+
+def _engine(model, label, config, build_s, medians):
+    return lab.EngineResult(model, label, config, build_s, 2**20, 1e-3, runs=_runs(label, *medians))
+
+
+def _trt_results(*, level0, level5_build, level4, warm_build, reuse_build, forced, knob_builds):
+    base = BuildConfig()
+    levels = {}
+    for name in ("mlp", "convnet"):
+        configs = lab.knob_configs(base, "builder_optimization_level", range(6))
+        medians = {0: level0, 3: (1.0, 1.01), 4: level4, 5: level4}
+        builds = {0: 1.0, 5: level5_build}
+        levels[name] = [_engine(name, label, config, builds.get(lv, 2.0), medians.get(lv, (1.0, 1.01)))
+                        for lv, (label, config) in enumerate(configs.items())]
+    cache = {name: {"cold": _engine(name, "cold", base, 4.0, (1.0, 1.0)),
+                    "warm": _engine(name, "warm", base, warm_build, (1.0, 1.0))} for name in ("mlp", "convnet")}
+    reuse = {"empty": _engine("deep", "empty", base, 4.0, (1, 1)),
+             "reused": _engine("deep", "reused", base, reuse_build, (1, 1)), "donor_entries": 12}
+    editable = {"forced": None}
+    if forced is not None:
+        in_engine, forced_medians = forced
+        editable = {"forced": object(), "forced_kernel_in_engine": in_engine,
+                    "tactic": tactics.Tactic("0x1", "sm90_xmma_gemm_f16f16_f32_tn_n_tilesize128x128x64_stage3", 0.1),
+                    "comparison": bench.compare(_runs("chosen", 1.0, 1.01), _runs("forced", *forced_medians))}
+    knobs = {name: [_engine("convnet", label, config, knob_builds[name][i], (1.0, 1.01))
+                    for i, (label, config) in enumerate(lab.knob_configs(base, name, values).items())]
+             for name, values in lab.KNOB_VALUES.items()}
+    return lab.TensorRTResults(levels, cache, reuse, editable, knobs)
+
+
+#: Build seconds per knob value, in KNOB_VALUES order: the expected trade, and its reverse.
+EXPECTED_KNOB_BUILDS = {"avg_timing_iterations": [2.0, 6.0], "max_num_tactics": [1.0, 1.5, 4.0],
+                        "tiling_optimization_level": [2.0, 3.0, 4.0, 8.0], "tactic_sources": [6.0, 5.0, 3.0, 2.0]}
+REVERSED_KNOB_BUILDS = {"avg_timing_iterations": [6.0, 2.0], "max_num_tactics": [4.0, 1.5, 1.0],
+                        "tiling_optimization_level": [8.0, 3.0, 4.0, 2.0], "tactic_sources": [2.0, 5.0, 3.0, 6.0]}
+
+
+def test_tensorrt_claims_hold():
+    results = _trt_results(level0=(2.0, 2.02), level5_build=10.0, level4=(1.02, 1.03), warm_build=1.0,
+                           reuse_build=2.0, forced=(True, (1.2, 1.21)), knob_builds=EXPECTED_KNOB_BUILDS)
+    claims = lab.tensorrt_claims(results).claims
+    assert [c.claim for c in claims] == list(lab.TRT_CLAIMS.values())[:7] + [
+        lab.TRT_CLAIMS[k] for k in ("avg_timing", "tiling", "max_tactics", "jit")]
+    assert all(c.status == report.HOLDS for c in claims), [(c.claim, c.measured) for c in claims]
+    assert [c.measured for c in claims] == [
+        "10.0x (smaller of the two)", "0.50x of level 3 (smaller)", "2.0% at most", "4.0x (smaller of the two)",
+        "2.0x", "1", "0.83x (forced vs chosen)", "3.00x build time", "4.00x build time", "4.00x build time",
+        "3.00x build time"]
+    by = _by_claim(lab.tensorrt_claims(results))
+    assert by[lab.TRT_CLAIMS["reuse"]].why == "12 entries reused"
+    assert by[lab.TRT_CLAIMS["editable"]].why == "sm90_xmma_gemm_f16f16_f32_tn_n_tilesize128x128x64"
+    assert by[lab.TRT_CLAIMS["jit"]].why == "2.0 s -> 6.0 s"
+
+
+def test_tensorrt_claims_fail():
+    results = _trt_results(level0=(1.0, 1.01), level5_build=0.5, level4=(1.5, 1.51), warm_build=5.0,
+                           reuse_build=5.0, forced=(False, (0.5, 0.505)), knob_builds=REVERSED_KNOB_BUILDS)
+    claims = lab.tensorrt_claims(results).claims
+    assert all(c.status == report.FAILS for c in claims), [(c.claim, c.measured) for c in claims if c.status != report.FAILS]
+    assert claims[2].measured == "33.3% at most" and claims[6].measured == "2.00x (forced vs chosen)"
+
+
+def test_tensorrt_claims_without_a_second_tactic_or_without_tensorrt():
+    results = _trt_results(level0=(2.0, 2.02), level5_build=10.0, level4=(1.0, 1.01), warm_build=1.0,
+                           reuse_build=2.0, forced=None, knob_builds=EXPECTED_KNOB_BUILDS)
+    by = _by_claim(lab.tensorrt_claims(results))
+    for key in ("editable", "builder_choice"):
+        assert by[lab.TRT_CLAIMS[key]].status == report.NOT_APPLICABLE
+        assert by[lab.TRT_CLAIMS[key]].why == "no op with two or more timed tactics in the VERBOSE build log"
+    assert by[lab.TRT_CLAIMS["levels_flat"]].status == report.HOLDS
+    absent = lab.tensorrt_claims(None).claims
+    assert len(absent) == len(lab.TRT_CLAIMS) and {c.status for c in absent} == {report.NOT_APPLICABLE}
+    assert {c.why for c in absent} == {"needs TensorRT (not installed here); torch.compile and ONNX Runtime "
+                                       "measured instead"}
+
+
+def test_claims_add_every_section_to_one_report_in_order():
+    studies = _studies(cnn_default=(0.5, 0.505), mlp_default=(0.98, 0.99), mlp_autotune=(0.97, 0.98),
+                       autotune_cold_s=10.0, warm_s=0.5)
+    rows = [_ort_row("convnet", "ORT_ENABLE_ALL", 1.8, "faster", 40.0, 250.0),
+            _ort_row("mlp", "ORT_ENABLE_EXTENDED", 1.3, "faster", 30.0, 10.0)]
+    given = report.LabReport("10_builder")
+    result = lab.claims(studies, rows, None, given)
+    assert result is given and len(result.claims) == 7 + 4 + len(lab.TRT_CLAIMS)
+    assert result.claims[7].claim.startswith("ONNX Runtime ORT_ENABLE_ALL")
+    assert result.claims[-1].status == report.NOT_APPLICABLE
+
+
+# -- GPU ----------------------------------------------------------------------------------------------
+
+@needs_gpu
+def test_compile_study_on_gpu_with_cuda_graphs():
+    model = lab.LabModel("tiny", lab.mlp(64, depth=2), 16, (64,), "tiny MLP")
+    study = lab.compile_study(model, ["default", "reduce-overhead"], device="cuda", precision="fp16",
+                              warm_modes=["default"], warmup_ms=5, measure_ms=20, progress=False)
+    assert [r.mode for r in study.modes] == ["default", "reduce-overhead"] and len(study.eager) == 2
+    assert study.run("default").warm_s is not None and study.run("reduce-overhead").warm_s is None
+    assert all(r.runs[0].timer == "cuda-events" for r in study.modes)
