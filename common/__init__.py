@@ -1,11 +1,6 @@
 """TensorRT Performance Labs: the helpers every lab imports (`from common import bench, env, ...`)."""
 
-import os
 import warnings
-
-# The timing harness profiles with kineto, whose progress lines go to the process's stderr (a notebook's
-# output); its log level is read when torch loads, hence here, before any lab imports torch.
-os.environ.setdefault("KINETO_LOG_LEVEL", "3")
 
 # Library notices that say nothing about the experiment they interrupt (and print the library's install
 # path): silenced once here, since every lab imports this package first.

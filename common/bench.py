@@ -17,6 +17,7 @@ names the regime a figure was measured in: device-bound (busy >= 0.8), host-boun
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import math
@@ -543,16 +544,48 @@ def measure_interleaved(configs: dict, *, passes: int = 2, **kwargs) -> dict:
 # -- comparing two measurements honestly ---------------------------------------------------------
 
 def spread_pct(medians: Iterable[float]) -> float:
-    """Run-to-run spread of repeated medians: (max - min) / min, in percent."""
+    """Run-to-run spread of repeated medians: their range, (max - min) / min, in percent."""
     xs = list(medians)
     if len(xs) < 2:
         raise ValueError("a spread needs at least two runs of the same configuration")
     return (max(xs) - min(xs)) / min(xs) * 100.0
 
 
+def ratio_interval(medians_a: Sequence[float], medians_b: Sequence[float], *, confidence: float = CONFIDENCE,
+                   resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """Bootstrap interval of median(A) / median(B) over passes (percentile method, seeded: deterministic).
+
+    The pass medians of A and of B are resampled independently, with replacement, `resamples` times;
+    the interval holds the central `confidence` share of the resampled ratios.
+    """
+    a, b = [float(x) for x in medians_a], [float(x) for x in medians_b]
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"a ratio interval needs at least two passes of each side (got {len(a)} and {len(b)})")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie between 0 and 1, got {confidence}")
+    rng = random.Random(seed)
+    ratios = sorted(statistics.median(rng.choices(a, k=len(a))) / statistics.median(rng.choices(b, k=len(b)))
+                    for _ in range(resamples))
+    tail = (1 - confidence) / 2
+    return _quantile(ratios, tail), _quantile(ratios, 1 - tail)
+
+
+#: What a comparison can be judged on: the figure each pass contributes.
+COMPARED_ON = {
+    "event": lambda m: m.latency_ms.median,     # what a user waits for
+    "kernel": lambda m: m.kernel_ms,            # the GPU's own time: device effects
+    "host": lambda m: m.host_ms.median,         # the host's cost per call
+}
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """B against A (speedup = A's median / B's median), judged against the run-to-run spread."""
+    """B against A (speedup = A's median / B's median), judged against the run-to-run noise.
+
+    Built by :func:`compare`, it carries each pass's median, and the speedup a 95% bootstrap interval
+    over them (:attr:`interval`); a difference is significant when that interval excludes 1. Built by
+    hand without pass medians, the older rule applies: significant when larger than the spread.
+    """
 
     label_a: str
     label_b: str
@@ -560,6 +593,9 @@ class Comparison:
     median_b_ms: float
     spread_a_pct: float
     spread_b_pct: float
+    passes_a_ms: tuple[float, ...] = ()
+    passes_b_ms: tuple[float, ...] = ()
+    on: str = "event"
 
     @property
     def speedup(self) -> float:
@@ -574,16 +610,44 @@ class Comparison:
         return max(self.spread_a_pct, self.spread_b_pct)
 
     @property
+    def passes(self) -> int:
+        """The fewer of the two sides' pass counts (0 when built without pass medians)."""
+        return min(len(self.passes_a_ms), len(self.passes_b_ms))
+
+    @functools.cached_property
+    def interval(self) -> tuple[float, float]:
+        """95% bootstrap interval of the speedup over passes; (nan, nan) without two passes per side."""
+        if self.passes < 2:
+            return (float("nan"), float("nan"))
+        return ratio_interval(self.passes_a_ms, self.passes_b_ms)
+
+    @property
     def significant(self) -> bool:
-        """A difference no larger than the run-to-run spread is noise."""
+        """A speedup whose interval holds 1 (or, without passes, no larger than the spread) is noise."""
+        if self.passes >= 2:
+            lo, hi = self.interval
+            return not lo <= 1.0 <= hi
         return abs(self.difference_pct) > self.noise_pct
 
+    def spread_text(self) -> str:
+        """The range of each side's pass medians, as printed beside a comparison."""
+        def span(xs, label):
+            return f"{label} {min(xs):.4g}-{max(xs):.4g} ms"
+
+        if self.passes < 2:
+            return f"run-to-run spread {self.noise_pct:.1f}%"
+        return (f"pass medians ({self.on} time, {self.passes} passes) {span(self.passes_a_ms, self.label_a)}, "
+                f"{span(self.passes_b_ms, self.label_b)}")
+
     def verdict(self) -> str:
+        head = f"{self.label_b} vs {self.label_a}: {self.speedup:.2f}x"
+        if self.passes >= 2:
+            lo, hi = self.interval
+            head += f" (95% interval {lo:.2f}-{hi:.2f}x; {self.spread_text()})"
+            return head if self.significant else f"{head}: the interval holds 1.00x: noise, no difference shown"
         if not self.significant:
-            return (f"{self.label_b} vs {self.label_a}: {self.speedup:.2f}x, within the run-to-run spread "
-                    f"({self.noise_pct:.1f}%): noise, no difference shown")
-        return (f"{self.label_b} vs {self.label_a}: {self.speedup:.2f}x "
-                f"(run-to-run spread {self.noise_pct:.1f}%)")
+            return (f"{head}, within the run-to-run spread ({self.noise_pct:.1f}%): noise, no difference shown")
+        return f"{head} (run-to-run spread {self.noise_pct:.1f}%)"
 
 
 def median_latency_ms(runs: Iterable[Measurement]) -> float:
@@ -596,22 +660,49 @@ def median_host_ms(runs: Iterable[Measurement]) -> float:
     return statistics.median(m.host_ms.median for m in runs)
 
 
-def compare(runs_a: Sequence[Measurement], runs_b: Sequence[Measurement]) -> Comparison:
-    """Compare two configurations each measured at least twice (COURSE_DESIGN §5)."""
-    med_a = [m.latency_ms.median for m in runs_a]
-    med_b = [m.latency_ms.median for m in runs_b]
+def median_kernel_ms(runs: Iterable[Measurement]) -> float:
+    """The median over repeated runs of each run's kernel time per iteration (NaN if any lacks it)."""
+    xs = [m.kernel_ms for m in runs]
+    return float("nan") if any(math.isnan(x) for x in xs) else statistics.median(xs)
+
+
+def kernel_fields(runs: Sequence[Measurement]) -> dict:
+    """Kernel time, busy share and regime of repeated runs of one configuration, for a table row."""
+    kernel_ms = median_kernel_ms(runs)
+    event_ms = median_latency_ms(runs)
+    busy = kernel_ms / event_ms if event_ms > 0 else float("nan")
+    return {"kernel_ms": kernel_ms, "kernel_sum_ms": statistics.median(m.kernel_sum_ms for m in runs),
+            "gpu_busy": busy, "regime": regime_of(busy, runs[0].device)}
+
+
+def compare(runs_a: Sequence[Measurement], runs_b: Sequence[Measurement], *, on: str = "event") -> Comparison:
+    """Compare two configurations each measured at least twice (COURSE_DESIGN §5; :data:`PASSES` passes).
+
+    `on` picks the figure each pass contributes: "event" (latency, the default), "kernel" (the GPU's own
+    time, for device effects) or "host" (the host's cost per call).
+    """
+    if on not in COMPARED_ON:
+        raise ValueError(f"on must be one of {sorted(COMPARED_ON)}, got {on!r}")
+    pick = COMPARED_ON[on]
+    med_a = [pick(m) for m in runs_a]
+    med_b = [pick(m) for m in runs_b]
+    missing = [m for m in (*runs_a, *runs_b) if math.isnan(pick(m))]
+    if missing:
+        raise ValueError(f"{missing[0].name}: no {on} time to compare on ({missing[0].kernel_note or 'not measured'})")
     return Comparison(
         label_a=runs_a[0].name, label_b=runs_b[0].name,
         median_a_ms=statistics.median(med_a), median_b_ms=statistics.median(med_b),
         spread_a_pct=spread_pct(med_a), spread_b_pct=spread_pct(med_b),
+        passes_a_ms=tuple(med_a), passes_b_ms=tuple(med_b), on=on,
     )
 
 
 # -- persistence ---------------------------------------------------------------------------------
 
 def save_measurements(measurements: Iterable[Measurement], path) -> None:
-    with open(path, "w") as f:
-        json.dump([m.to_dict() for m in measurements], f, indent=1)
+    from .files import write_text_atomic
+
+    write_text_atomic(path, json.dumps([m.to_dict() for m in measurements], indent=1))
 
 
 def load_measurements(path) -> list[Measurement]:

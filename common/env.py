@@ -45,13 +45,28 @@ def _dist_version(*names: str) -> str | None:
     return None
 
 
-def _tensorrt_version() -> str | None:
-    """The importable TensorRT's version, or None. Importing it is the only reliable test."""
+def _tensorrt_version() -> tuple[str | None, str | None]:
+    """``(version, None)`` for an importable TensorRT; ``(None, None)`` where none is installed;
+    ``(None, error)`` where one is installed but fails to import (a missing libnvinfer, a wheel for
+    another CUDA). Importing it is the only reliable test."""
     try:
         import tensorrt  # noqa: F401
-    except Exception:  # ImportError, or a broken install whose libraries fail to load
-        return None
-    return str(getattr(tensorrt, "__version__", "unknown"))
+    except ModuleNotFoundError as exc:
+        if exc.name == "tensorrt":
+            return None, None
+        return None, f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # ImportError, OSError...: an install whose libraries fail to load
+        return None, f"{type(exc).__name__}: {exc}"
+    return str(getattr(tensorrt, "__version__", "unknown")), None
+
+
+def _tensorrt_installed() -> str | None:
+    """The installed TensorRT wheel's name and version, whether or not it imports."""
+    for name in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu13-bindings", "tensorrt-cu12-bindings"):
+        version = _dist_version(name)
+        if version:
+            return f"{name} {version}"
+    return None
 
 
 def _driver_version() -> str | None:
@@ -89,6 +104,7 @@ class Environment:
     ort_providers: tuple[str, ...] = field(default_factory=tuple)
     cuda_bindings: str | None = None
     onnx: str | None = None
+    tensorrt_error: str | None = None   # why an installed TensorRT does not import
 
     # -- what the machine can do ---------------------------------------------------------------
     @property
@@ -132,7 +148,8 @@ class Environment:
         rows += [
             ("python", self.python),
             ("PyTorch", self.torch or "not installed"),
-            ("TensorRT", self.tensorrt or "not installed"),
+            ("TensorRT", self.tensorrt or (f"does not import ({self.tensorrt_error})" if self.tensorrt_error
+                                           else "not installed")),
             ("ONNX Runtime", f"{self.onnxruntime} {list(self.ort_providers)}" if self.onnxruntime else "not installed"),
             ("backend", self.backend),
         ]
@@ -174,6 +191,7 @@ def detect() -> Environment:
         providers = tuple(ort.get_available_providers())
     except ImportError:
         pass
+    trt_version, trt_error = _tensorrt_version()
     return Environment(
         python=platform.python_version(),
         os=f"{platform.system()} {platform.release()}",
@@ -187,7 +205,8 @@ def detect() -> Environment:
         sm_count=sms,
         driver=_driver_version() if cuda else None,
         cuda_runtime=cuda_rt,
-        tensorrt=_tensorrt_version(),
+        tensorrt=trt_version,
+        tensorrt_error=trt_error,
         onnxruntime=ort_version,
         ort_providers=providers,
         cuda_bindings=_dist_version("cuda-bindings", "cuda-python"),
@@ -204,6 +223,17 @@ _INSTALL_TRT = (
 )
 
 
+def broken_tensorrt_message(error: str) -> str:
+    """What to say when TensorRT is installed but `import tensorrt` fails with `error`."""
+    installed = _tensorrt_installed()
+    return (f"TensorRT is installed{f' ({installed})' if installed else ''} but does not import: {error}\n"
+            "Check: (1) the TensorRT libraries (libnvinfer) came with it: `pip show tensorrt-cu12-libs "
+            "tensorrt-cu13-libs` (one must be installed); (2) the wheel's CUDA major version (-cu12 or -cu13) "
+            "matches your driver (`nvidia-smi` shows the newest CUDA it supports); (3) nothing on "
+            "LD_LIBRARY_PATH shadows its libraries with another TensorRT. "
+            "`python -c \"import tensorrt\"` shows the full error. " + _INSTALL_TRT)
+
+
 def _check(need: str, env: Environment) -> str | None:
     """None when `need` is met, else the message to show."""
     cc = env.compute_capability or (0, 0)
@@ -216,6 +246,8 @@ def _check(need: str, env: Environment) -> str | None:
                     "on this machine the lab runs its CPU counterpart instead.")
         return None
     if need == "tensorrt":
+        if env.tensorrt is None and env.tensorrt_error:
+            return broken_tensorrt_message(env.tensorrt_error)
         if env.tensorrt is None:
             return "This needs TensorRT, which is not installed. " + _INSTALL_TRT
         if _version_tuple(env.tensorrt) < MIN_TENSORRT:

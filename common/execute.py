@@ -124,7 +124,7 @@ def _kernel_group(client) -> int | None:
     return getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
 
 
-def _stop_kernel(client, worker: threading.Thread) -> None:
+def _stop_kernel(client, done: threading.Event) -> None:
     """Interrupt the kernel (the running cell raises KeyboardInterrupt), then kill it if it lingers."""
     for sig in (signal.SIGINT, signal.SIGKILL):
         group = _kernel_group(client)
@@ -135,12 +135,11 @@ def _stop_kernel(client, worker: threading.Thread) -> None:
         except (ProcessLookupError, PermissionError):
             break
         try:
-            worker.join(STOP_GRACE_S)
+            if done.wait(STOP_GRACE_S):
+                return
         except KeyboardInterrupt:   # a second Ctrl-C: do not wait, kill
             pass
-        if not worker.is_alive():
-            return
-    worker.join(STOP_GRACE_S)
+    done.wait(STOP_GRACE_S)
 
 
 def _run_client(client) -> BaseException | None:
@@ -148,20 +147,22 @@ def _run_client(client) -> BaseException | None:
     (nbclient's own SIGINT handler, installed only in the main thread, would kill the kernel and let
     the next lab start); return the exception the execution ended with."""
     box: dict[str, BaseException] = {}
+    done = threading.Event()   # not Thread.join: an interrupted join can leave is_alive() wrong
 
     def work() -> None:
         try:
             client.execute()
         except BaseException as exc:   # handed to the main thread, which decides
             box["exc"] = exc
+        finally:
+            done.set()
 
-    worker = threading.Thread(target=work, name="notebook", daemon=True)
-    worker.start()
+    threading.Thread(target=work, name="notebook", daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(0.2)
+        while not done.wait(0.2):
+            pass
     except KeyboardInterrupt:
-        _stop_kernel(client, worker)
+        _stop_kernel(client, done)
         raise
     return box.get("exc")
 
@@ -291,7 +292,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="overwrite the committed notebooks themselves (results go to results/, "
                              "timings and report to the output folder); records durations like --record-durations")
     parser.add_argument("--record-durations", action="store_true",
-                        help=f"also record the labs' durations in {durations.COMMITTED.relative_to(project_root())} "
+                        help="also record the labs' durations in docs/durations.json "
                              "(for a run whose results are committed)")
     parser.add_argument("--report", action="store_true", help="write the HTML report when done")
     return parser
@@ -347,13 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.scale:
         os.environ["TRTLABS_SCALE"] = args.scale   # inherited by every kernel started below
+    notebooks, out_dir, budget_s = _check(args, parser)
     try:
         from .env import scale
 
         run_scale = str(scale())
     except ValueError as exc:   # a TRTLABS_SCALE typo in the caller's environment
         parser.error(str(exc))
-    notebooks, out_dir, budget_s = _check(args, parser)
     machine = durations.machine_key()
     est = durations.estimate(machine, run_scale)
     if args.plan:
@@ -367,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     runs: dict[str, LabRun] = {}
-    interrupted = ""
+    interrupted, current = "", ""
     start = time.perf_counter()
     fallback = max(est.seconds.values(), default=0.0)
     try:
@@ -380,6 +381,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             target = path if args.inplace else out_dir / "notebooks" / path.name
             print(f"[{i}/{len(chosen)}] {path.name} ...", flush=True)
+            current = path.name
             _clear_results(path.stem)
             run = execute(path, target, timeout_s=min(CELL_LIMIT_S, left_s))
             run.notebook = _relative(target, out_dir)
@@ -393,11 +395,11 @@ def main(argv: list[str] | None = None) -> int:
                 print("      " + run.error.replace("\n", "\n      "), flush=True)
                 print(f"    the notebook as far as it ran: {target}", flush=True)
     except KeyboardInterrupt:
-        last = runs[next(reversed(runs))] if runs else None
-        if last is not None and last.status == "interrupted":
-            interrupted = f"{next(reversed(runs))}, {last.where() or 'starting its kernel'}"
-        else:
-            interrupted = "between labs"
+        run = runs.get(current)
+        if run is None and current:   # stopped before its kernel ran a cell
+            runs[current] = run = LabRun("interrupted", 0.0, error="interrupted (Ctrl-C) while starting")
+        interrupted = (f"{current}, {run.where() or 'before its first cell'}" if run and run.status == "interrupted"
+                       else "between labs")
         print(f"\ninterrupted ({interrupted}): the run stops here; what ran is kept", flush=True)
     total = time.perf_counter() - start
 
@@ -416,7 +418,11 @@ def main(argv: list[str] | None = None) -> int:
         from .env import results_dir
 
         results = results_dir() if args.inplace else None
-        print("report:", write_report(out_dir, results=results), flush=True)
+        try:
+            print("report:", write_report(out_dir, results=results), flush=True)
+        except OSError as exc:   # the run's notebooks and timings are written: say what failed, keep them
+            print(f"error: the report could not be written: {exc}", file=sys.stderr)
+            return 1
     if interrupted:
         return 130
     return 1 if failed else 0

@@ -82,3 +82,54 @@ def test_library_notices_are_silenced_once_common_is_imported():
         warnings.warn("The PyTorch API of SparseSemiStructuredTensor is in prototype stage and will change", UserWarning)
         warnings.warn("a warning the labs want to see", UserWarning)
     assert [str(w.message) for w in caught] == ["a warning the labs want to see"]
+
+
+def test_relative_and_home_folders_resolve_against_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)   # a kernel's working folder is labs/: it must not matter
+    monkeypatch.setenv("TRTLABS_CACHE", "~/engines")
+    assert env.cache_dir() == tmp_path / "engines"          # was a literal "~" folder
+    assert not (tmp_path / "~").exists()
+    monkeypatch.setenv("TRTLABS_RESULTS", "relresults-test")
+    try:
+        assert env.results_dir("01_batching") == env.project_root() / "relresults-test" / "01_batching"
+        assert not (tmp_path / "relresults-test").exists()    # was created beside the kernel
+    finally:
+        import shutil
+
+        shutil.rmtree(env.project_root() / "relresults-test", ignore_errors=True)
+
+
+def test_a_cache_that_is_a_file_is_a_clear_error(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    cache.write_text("not a folder")
+    monkeypatch.setenv("TRTLABS_CACHE", str(cache))
+    with pytest.raises(env.FolderError, match="TRTLABS_CACHE is .*which is a file, not a folder"):
+        env.cache_dir()
+    with pytest.raises(env.FolderError, match="TRTLABS_CACHE .*which is a file"):
+        env.check_folders()
+
+
+def test_a_read_only_cache_fails_before_any_lab_work(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import tmpfs
+
+    cache = tmp_path / "ro"
+    with tmpfs.mounted(cache, size="64k", read_only=True) as real:
+        if not real:   # without a read-only filesystem to mount, the write fails as it would there
+            def read_only(*args, **kwargs):
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+            monkeypatch.setattr(env.tempfile, "TemporaryFile", read_only)
+        monkeypatch.setenv("TRTLABS_CACHE", str(cache))
+        monkeypatch.setenv("TRTLABS_RESULTS", str(tmp_path / "results"))
+        with pytest.raises(env.FolderError, match="TRTLABS_CACHE .*nothing can be written.*Read-only file system"):
+            env.check_folders()
+        from common import execute
+
+        monkeypatch.setattr(execute, "execute", lambda *a, **k: pytest.fail("a lab ran"))
+        with pytest.raises(SystemExit) as stop:   # the runner checks the folders before lab 00 measures anything
+            execute.main(["--labs", "00", "--out", str(tmp_path / "out")])
+        assert stop.value.code == 2

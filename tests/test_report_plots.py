@@ -35,3 +35,122 @@ def test_plots_write_png_and_csv_with_fixed_size(tmp_path):
     bar = plots.bar_plot([{"k": "fp16", "v": 700.0}], label="k", value="v", title="t", ylabel="y",
                          path=tmp_path / "bar", show=False)
     assert bar.exists()
+
+
+def test_a_title_wider_than_its_axes_is_wrapped_not_clipped(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=plots.FIGSIZE, dpi=plots.DPI)
+    long = "Low precision against FP16 on the digits CNN: accuracy and speed of every precision (small scale)"
+    left.set(title=long, xlabel="batch", ylabel="ms")
+    right.set_title("short")
+    plots.fit_titles(fig)
+    renderer = fig.canvas.get_renderer()
+    box = left.title.get_window_extent(renderer)
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width, "the title crosses the figure's edge"
+    assert "\n" in left.get_title() and right.get_title() == "short"
+    png = plots.finish_figure(fig, [{"x": 1}], tmp_path / "wide", show=False)
+    from PIL import Image
+
+    with Image.open(png) as image:
+        assert image.size == (int(plots.FIGSIZE[0] * plots.DPI), int(plots.FIGSIZE[1] * plots.DPI))
+        assert image.text["Title"] == f"{long} | short"          # the caption keeps the title unwrapped
+        assert image.text["Description"] == "ms against batch"
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["wide.csv", "wide.png"]   # no temporaries
+
+
+_WRITER = """
+import os, sys, time
+from pathlib import Path
+from common import report
+lab = report.LabReport("99_race")
+Path(sys.argv[2], "ready-" + str(os.getpid())).touch()
+end = time.monotonic() + float(sys.argv[1])
+i = 0
+while time.monotonic() < end:
+    lab.check("claim " + str(i), i, True, why="w" * 200_000)   # a large file widens the window of a torn write
+    lab.save()
+    i += 1
+"""
+
+_READER = """
+import sys, time
+from pathlib import Path
+from common import course_report
+results = Path(sys.argv[2])
+start = time.monotonic()
+while len(list(results.parent.glob("ready-*"))) < 3 and time.monotonic() < start + 60:
+    time.sleep(0.05)   # read while the writers write
+end = time.monotonic() + float(sys.argv[1])
+ok = torn = 0
+while time.monotonic() < end:
+    data, problem = course_report._claims(results, "99_race", None)
+    ok += data is not None
+    torn += bool(problem)
+print(ok, torn)
+"""
+
+
+def test_claims_are_never_read_half_written_by_concurrent_processes(tmp_path, monkeypatch):
+    import os
+    import subprocess
+    import sys
+
+    from common.env import project_root
+
+    results = tmp_path / "results"
+    env = dict(os.environ, TRTLABS_RESULTS=str(results), PYTHONPATH=str(project_root()))
+    seconds = "4"
+    monkeypatch.setenv("TRTLABS_RESULTS", str(results))
+    report.LabReport("99_race").save()   # a file to start from
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, seconds, str(tmp_path)], env=env) for _ in range(3)]
+    procs += [subprocess.Popen([sys.executable, "-c", _READER, seconds, str(results)], env=env,
+                               stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in procs), "a writer or reader crashed"
+    counts = [tuple(map(int, out.split())) for out in outputs if out]
+    assert all(ok > 0 for ok, _ in counts)
+    assert sum(torn for _, torn in counts) == 0, f"torn reads (ok, torn) per reader: {counts}"
+    assert sorted(p.name for p in (results / "99_race").iterdir()) == ["claims.json"]
+
+
+def test_a_full_disk_keeps_the_previous_claims_whole(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import tmpfs
+    from common import course_report, files
+
+    disk = tmp_path / "disk"
+    with tmpfs.mounted(disk, size="256k") as real:
+        monkeypatch.setenv("TRTLABS_RESULTS", str(disk))
+        lab = report.LabReport("99_full")
+        lab.check("first", 1, True)
+        lab.save()
+        before = (disk / "99_full" / "claims.json").read_text()
+        if real:   # fill the filesystem, leaving less than the next claims file needs
+            fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                with pytest.raises(OSError):
+                    while True:
+                        os.write(fd, b"\0" * 4096)
+            finally:
+                os.close(fd)
+        else:
+            def no_space(fd):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            monkeypatch.setattr(files.os, "fsync", no_space)
+        lab.check("second", 2, True, why="x" * 100_000)
+        with pytest.raises(OSError) as failure:
+            lab.save()
+        assert failure.value.errno == errno.ENOSPC
+        assert (disk / "99_full" / "claims.json").read_text() == before     # was truncated in place
+        assert [p.name for p in (disk / "99_full").iterdir()] == ["claims.json"]
+        data, problem = course_report._claims(disk, "99_full", None)
+        assert problem == "" and [c["claim"] for c in data["claims"]] == ["first"]

@@ -1,14 +1,19 @@
-"""The project's TensorRT code against the TensorRT 11.4 API, without TensorRT installed.
+"""The project's TensorRT code against the API of every supported TensorRT, without TensorRT installed.
 
 First the checkers are shown to catch planted mistakes (and to pass correct code); then they run
-on ``common/`` and the notebooks in ``labs/``. See ``tests/trt_api.py`` for how.
+on ``common/`` (the lab modules included), the live TensorRT tests and the notebooks in ``labs/``,
+each name against every version (10.8, 10.9, 10.10, 10.16, 11.4) its version guards admit. See
+``tests/trt_api.py`` for how, and ``tests/data/make_trt_listing.py`` for where the 10.x listings
+come from.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import sys
 import textwrap
 from pathlib import Path
 
@@ -18,7 +23,10 @@ import trt_api
 
 ROOT = Path(__file__).resolve().parents[1]
 LISTING = trt_api.load_listing()
+LISTINGS = trt_api.load_listings()
 SOURCES = dict(trt_api.code_sources(ROOT))
+sys.path.insert(0, str(Path(__file__).parent / "data"))
+import make_trt_listing  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -262,10 +270,33 @@ def test_mypy_with_stubs_passes_correct_code(tmp_path: Path, stubs: Path, mypy_c
 
 
 # --------------------------------------------------------------------------------------------
-# TensorRT 10.x: the version guard
+# Every supported version: the listings and the version guards
+
+
+@pytest.mark.parametrize("version", ["10.8", "10.9", "10.10", "10.16"])
+def test_10x_listings_come_from_their_release_branch(version: str) -> None:
+    meta = LISTINGS[version]["meta"]
+    assert meta["tensorrt_version"].startswith(version + "."), meta["tensorrt_version"]
+    assert meta["source"]["branch"] == f"release/{version}" and re.fullmatch(r"[0-9a-f]{40}", meta["source"]["commit"])
+    assert len(LISTINGS[version]["classes"]) == meta["counts"]["classes_total"] > 150
+
+
+def test_the_listings_record_what_each_release_added_and_removed() -> None:
+    flags = {v: set(LISTINGS[v]["classes"]["NetworkDefinitionCreationFlag"]["enum_values"]) for v in LISTINGS}
+    assert "PREFER_JIT_PYTHON_PLUGINS" not in flags["10.8"]                 # arrived in 10.9 (NvInfer.h)
+    assert all("PREFER_JIT_PYTHON_PLUGINS" in flags[v] for v in ("10.9", "10.10", "10.16", "11.4"))
+    aot = {v for v, listing in LISTINGS.items() if "aot_impl" in listing["tensorrt_plugin_module"]}
+    assert aot == {"10.9", "10.10", "10.16", "11.4"}
+    add_plugin = LISTINGS["10.8"]["classes"]["INetworkDefinition"]["methods"]["add_plugin"]["signatures"]
+    assert all(len(trt_api.parse_signature(s).params) == 1 for s in add_plugin)   # (func, aot) came in 10.9
+    assert "FP16" in LISTINGS["10.16"]["classes"]["BuilderFlag"]["enum_values"]
+    assert "FP16" not in LISTINGS["11.4"]["classes"]["BuilderFlag"]["enum_values"]
+    assert "IInt8EntropyCalibrator2" in LISTINGS["10.8"]["classes"] and "AttentionIOForm" not in LISTINGS["10.16"]["classes"]
+
 
 GUARDED = textwrap.dedent("""\
     import tensorrt as trt
+    import tensorrt.plugin as trtp
     from common.trt import compat
 
     def make(builder, config):
@@ -278,23 +309,118 @@ GUARDED = textwrap.dedent("""\
         if not compat.is_trt10(trt):
             kind = trt.AttentionIOForm                  # 11.x only, negated guard
         mode = trt.TacticSource.CUDNN if compat.is_trt10(trt) else trt.TacticSource.EDGE_MASK_CONVOLUTIONS
+        if compat.at_least(trt, 10, 9):
+            flags |= 1 << int(trt.NetworkDefinitionCreationFlag.PREFER_JIT_PYTHON_PLUGINS)   # 10.9+: fine
+        if compat.is_trt10(trt) and compat.at_least(trt, 10, 9):
+            flags |= 1 << int(trt.BuilderFlag.FP16)     # removed in 11, but only 10.9-10.16 get here
         return trt.CausalMaskKind                       # flagged: added in 11, used unguarded
+
+    def register():
+        if not compat.has_aot_plugins(trtp):
+            return None                                 # 10.8 stops here ...
+        return trtp.aot_impl("ns::op")                  # ... so only AOT-capable versions get here
     trt.IInt8EntropyCalibrator2                         # flagged: removed in 11, used unguarded
+    trt.NetworkDefinitionCreationFlag.PREFER_AOT_PYTHON_PLUGINS   # flagged: 10.9+, used unguarded
+    trtp.aot_impl                                       # flagged: 10.9+, used unguarded
 """)
 
 
-def test_version_guard_checks_each_branch_against_its_version() -> None:
-    problems = trt_api.check_versions(GUARDED, "guarded.py", LISTING, LISTING_10)
-    assert sorted(p.name for p in problems) == ["trt.CausalMaskKind", "trt.IInt8EntropyCalibrator2"]
+def test_version_guards_check_each_branch_against_the_versions_it_admits() -> None:
+    problems = trt_api.check_versions(GUARDED, "guarded.py", LISTINGS)
+    print("\n".join(map(str, problems)))
+    found = {int(p.where.rpartition(":")[2]): p for p in problems}
+    assert sorted(found) == sorted(expectations(GUARDED, "flagged")), "\n".join(map(str, problems))
     assert all("outside a version guard" in p.message for p in problems)
+    line = {text: n for n, text in enumerate(GUARDED.splitlines(), start=1)}
+    version = {n: re.search(r"in TensorRT ([\d.]+)", p.message).group(1) for n, p in found.items()}
+    assert [version[n] for n in sorted(found)] == ["10.8", "11", "10.8", "10.8"]   # "removed in TensorRT 11"
+    assert line["    return trt.CausalMaskKind                       # flagged: added in 11, used unguarded"] in found
 
 
-def test_10_16_view_restores_removed_names_and_drops_added_ones() -> None:
-    old = LISTING_10["classes"]
-    assert "FP16" in old["BuilderFlag"]["enum_values"] and "IInt8EntropyCalibrator2" in old
-    assert "AttentionIOForm" not in old and "build_route" not in old["IBuilderConfig"]["properties"]
-    assert "STRONGLY_TYPED" in old["NetworkDefinitionCreationFlag"]["enum_values"]
-    assert "FP16" not in LISTING["classes"]["BuilderFlag"]["enum_values"]   # the 11.4 listing is untouched
+def test_a_10_9_name_planted_outside_a_guard_fails_and_passes_inside_one() -> None:
+    planted = "import tensorrt as trt\nflag = trt.NetworkDefinitionCreationFlag.PREFER_JIT_PYTHON_PLUGINS\n"
+    problems = trt_api.check_versions(planted, "planted.py", LISTINGS)
+    assert [p.where for p in problems] == ["planted.py:2"]
+    assert "has no attribute 'PREFER_JIT_PYTHON_PLUGINS' in TensorRT 10.8" in problems[0].message
+    guarded = ("import tensorrt as trt\nfrom common.trt import compat\nif compat.at_least(trt, 10, 9):\n"
+               "    flag = trt.NetworkDefinitionCreationFlag.PREFER_JIT_PYTHON_PLUGINS\n")
+    assert trt_api.check_versions(guarded, "guarded.py", LISTINGS) == []
+    too_wide = guarded.replace("at_least(trt, 10, 9)", "at_least(trt, 10, 8)")
+    assert [p.where for p in trt_api.check_versions(too_wide, "wide.py", LISTINGS)] == ["wide.py:4"]
+
+
+def test_a_call_arity_that_only_a_newer_version_accepts_is_flagged() -> None:
+    planted = "import tensorrt as trt\ntrt.INetworkDefinition.add_plugin(network, func, True)\n"
+    problems = trt_api.check_versions(planted, "arity.py", LISTINGS)
+    assert len(problems) == 1 and "no signature takes 3 positional" in problems[0].message
+    assert "10.8" in problems[0].message
+
+
+# --------------------------------------------------------------------------------------------
+# The listing generator
+
+
+BINDINGS = """\
+namespace lambdas {
+static const auto execute = [](IExecutionContext& self, size_t stream) { return self.enqueueV3(stream); };
+}
+void bindCore(py::module& m)
+{
+    py::class_<ILogger, PyLogger> loggerBinding{m, "ILogger", ILoggerDoc::descr, py::module_local()};
+    py::enum_<ILogger::Severity>(loggerBinding, "Severity", py::arithmetic())
+        .value("ERROR", ILogger::Severity::kERROR)
+        .value("WARNING", ILogger::Severity::kWARNING)
+        .export_values();
+    loggerBinding.def(py::init<>()).def("log", &ILogger::log, "severity"_a, "msg"_a);
+    py::class_<IExecutionContext>(m, "IExecutionContext")
+        .def("execute_async_v3", lambdas::execute, "stream_handle"_a)
+        .def("run", lambdas::execute)
+        .def("get_tensor_shape", &IExecutionContext::getTensorShape)
+#if ENABLE_INETWORK_SERIALIZE
+        .def("serialize", lambdas::execute)
+#endif
+        .def_property("debug_sync", &IExecutionContext::getDebugSync, &IExecutionContext::setDebugSync)
+        .def_property_readonly("engine", &IExecutionContext::getEngine)
+        .def("check", [](IExecutionContext& self, int i) { return i < 0 || i > 3; }, "index"_a = 0);
+    py::class_<IDerived, IExecutionContext, std::unique_ptr<IDerived, py::nodelete>>(m, "IDerived");
+    m.def("get_plugin_registry", &getPluginRegistry, "flag"_a);
+    m.attr("float32") = ILogger::Severity::kERROR;
+}
+"""
+HEADERS = """\
+class IExecutionContext
+{
+public:
+    Dims getTensorShape(char const* tensorName) const noexcept { return mImpl->getTensorShape(tensorName); }
+};
+enum class Severity : int32_t { kERROR = 1, kWARNING = 2 };
+"""
+
+
+def test_the_generator_reads_pybind11_bindings() -> None:
+    bindings = make_trt_listing.Bindings({"pyCore.cpp": BINDINGS}, HEADERS)
+    bindings.parse()
+    ctx = bindings.classes["IExecutionContext"]
+    assert ctx.methods["execute_async_v3"] == ["execute_async_v3(self, stream_handle)"]
+    assert ctx.methods["run"] == ["run(self, arg0)"]                       # the lambda's parameters, self dropped
+    assert ctx.methods["get_tensor_shape"] == ["get_tensor_shape(self, arg0)"]   # from the header
+    assert ctx.methods["check"] == ["check(self, index = ...)"]           # a comparison in an inline lambda
+    assert "serialize" not in ctx.methods                                  # not built into the wheel
+    assert ctx.properties == {"debug_sync": "read-write", "engine": "read-only"}
+    assert bindings.classes["IDerived"].bases == ["IExecutionContext"]
+    assert bindings.classes["ILogger.Severity"].exported and bindings.variables == {"loggerBinding": "ILogger"}
+    assert bindings.classes["ILogger"].methods["__init__"] == ["__init__(self)"]
+    assert bindings.module_functions == {"get_plugin_registry": ["get_plugin_registry(flag)"]}
+    assert make_trt_listing.enum_numbers(HEADERS)["Severity"] == {"kERROR": 1, "kWARNING": 2}
+
+
+@pytest.mark.skipif(not os.environ.get("TENSORRT_GIT_DIR"),
+                    reason="set TENSORRT_GIT_DIR to a clone of NVIDIA/TensorRT to regenerate the 10.x listings")
+@pytest.mark.parametrize("version", ["10.8", "10.9", "10.10", "10.16"])
+def test_the_vendored_listings_are_what_the_generator_writes(version: str) -> None:
+    listing = make_trt_listing.make_listing(os.environ["TENSORRT_GIT_DIR"], LISTINGS[version]["meta"]["source"]["commit"])
+    listing["meta"]["source"]["branch"] = LISTINGS[version]["meta"]["source"]["branch"]
+    assert listing == LISTINGS[version]
 
 
 # --------------------------------------------------------------------------------------------
@@ -306,20 +432,33 @@ def test_project_sources_are_all_found() -> None:
                  if ".ipynb_checkpoints" not in p.parts}
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "common").rglob("*.py")}
     assert modules, "no common/**/*.py found: the checks below would check nothing"
-    assert set(SOURCES) == modules | notebooks
-
-
-LISTING_10 = trt_api.listing_for_10_16(LISTING)
+    labs = {m for m in modules if m.startswith("common/labs/")}
+    live = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tests" / "trt_live").rglob("*.py")}
+    assert labs and live, "the lab modules and the live TensorRT tests must be checked too"
+    assert set(SOURCES) == modules | live | notebooks
 
 
 @pytest.mark.parametrize("label", sorted(SOURCES))
-def test_tensorrt_names_exist_in_11_4_and_unguarded_ones_in_10_16(label: str) -> None:
-    problems = trt_api.check_versions(SOURCES[label], label, LISTING, LISTING_10)
+def test_tensorrt_names_exist_in_every_version_their_guards_admit(label: str) -> None:
+    problems = trt_api.check_versions(SOURCES[label], label, LISTINGS)
     assert not problems, "TensorRT API problems:\n" + "\n".join(map(str, problems))
 
 
-def test_common_trt_type_checks_with_stubs(stubs: Path, mypy_cache: Path) -> None:
-    package = ROOT / "common" / "trt"
-    assert list(package.glob("*.py")), f"{package} has no Python files to check"
-    status, report = trt_api.run_mypy([package], stubs, cache_dir=mypy_cache)
+def test_common_trt_and_the_live_tests_type_check_with_stubs(stubs: Path, mypy_cache: Path) -> None:
+    package, live = ROOT / "common" / "trt", ROOT / "tests" / "trt_live"
+    assert list(package.glob("*.py")) and list(live.glob("*.py")), "nothing to check"
+    status, report = trt_api.run_mypy([package, live], stubs, cache_dir=mypy_cache)
     assert status == 0, report
+
+
+def test_mypy_reports_absolute_paths_from_any_working_folder(tmp_path: Path, stubs: Path, mypy_cache: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest started outside the project root once made mypy print paths the tests did not match."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    planted = tmp_path / "planted.py"
+    planted.write_text("import tensorrt as trt\ntrt.BuilderFlag.INT8\n", encoding="utf-8")
+    status, report = trt_api.run_mypy([Path("..") / "planted.py", ROOT / "common" / "trt" / "compat.py"], stubs,
+                                      cache_dir=mypy_cache)
+    assert status == 1 and re.search(rf"^{re.escape(str(planted))}:2: error:", report, re.M), report

@@ -1,14 +1,19 @@
-"""Static checks of the project's TensorRT code against a vendored listing of the TensorRT 11.4 API.
+"""Static checks of the project's TensorRT code against vendored listings of the TensorRT API.
 
 TensorRT cannot be installed on the machines that run the tests, so nothing here imports it.
 ``tests/data/tensorrt-11.4-python-api.json`` lists every class, method signature, property, enum
-member and module function of the 11.4 wheel, and what 11.x removed relative to 10.16. From it:
+member and module function of the 11.4 wheel, and what 11.x removed relative to 10.16;
+``tests/data/tensorrt-10.{8,9,10,16}-python-api.json`` list the names and call arity of each 10.x
+release the course supports, generated from NVIDIA/TensorRT's release branches by
+``tests/data/make_trt_listing.py`` (each records its branch and commit). From them:
 
 * :func:`find_trt_uses` and :func:`check_uses` check every ``trt.X.Y`` name a file spells out,
   and the arity and keywords of calls such as ``trt.Runtime(logger)``. They need no type
   information, so they also cover notebooks.
-* :func:`generate_stubs` writes a ``tensorrt`` stub package and :func:`run_mypy` type-checks
-  code with it, which catches the misuse of objects TensorRT returns
+* :func:`check_versions` checks each name against every version the ``compat`` guards around it
+  admit (:class:`GuardedVersions`), and a name outside any guard against all five.
+* :func:`generate_stubs` writes a ``tensorrt`` stub package (from the 11.4 listing) and
+  :func:`run_mypy` type-checks code with it, which catches the misuse of objects TensorRT returns
   (``builder.create_builder_config().set_flag(...)``), which the name check cannot see.
 """
 
@@ -20,14 +25,18 @@ import difflib
 import json
 import keyword
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import mypy.api
 
 DEFAULT_LISTING = Path(__file__).parent / "data" / "tensorrt-11.4-python-api.json"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+#: Test code that uses TensorRT and is checked like the course's own (the live suite).
+TEST_SOURCES = ("tests/trt_live",)
 
 #: What replaced names TensorRT 11 removed, from TENSORRT_11_REFERENCE.md (sections 2-4, 10, 12).
 _AUTOCAST = ("convert the ONNX model with ModelOpt AutoCast "
@@ -485,6 +494,7 @@ class Use:
     text: str  # as written, e.g. "trt.Logger.WARNING"
     path: tuple[str, ...]
     call: Call | None = None
+    col: int = 0  # column of the chain's first character, for the version guards around it
 
 
 class _UseFinder(ast.NodeVisitor):
@@ -520,7 +530,8 @@ class _UseFinder(ast.NodeVisitor):
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         for path, alias in _imported_from_tensorrt(node):
-            self.uses.append(Use(self.locate(node.lineno), node.lineno, ".".join(["tensorrt", *path]), path))
+            self.uses.append(Use(self.locate(node.lineno), node.lineno, ".".join(["tensorrt", *path]), path,
+                                 col=node.col_offset))
 
     def chain(self, node: ast.expr) -> tuple[str, tuple[str, ...]] | None:
         """``(text, path)`` when ``node`` is ``root.a.b`` for a tensorrt root, else None."""
@@ -537,7 +548,7 @@ class _UseFinder(ast.NodeVisitor):
         """Record ``node`` if it is a tensorrt chain; True if it is rooted at tensorrt at all."""
         found = self.chain(node)
         if found and found[1]:
-            self.uses.append(Use(self.locate(node.lineno), node.lineno, found[0], found[1], call))
+            self.uses.append(Use(self.locate(node.lineno), node.lineno, found[0], found[1], call, node.col_offset))
         return found is not None
 
     def visit_Call(self, node: ast.Call) -> None:
@@ -737,7 +748,7 @@ class _Checker:
         named = target.name or use.path[-1]  # constructors: Runtime(...), not __init__(...)
         fits = " or ".join(str(dataclasses.replace(s, name=named)) for s in target.signatures)
         return Problem(use.where, use.text, f"no signature takes {use.call.positional} positional "
-                                            f"argument(s){keywords}; expected {fits}")
+                                            f"argument(s){keywords}; expected {fits} in TensorRT {self.version}")
 
 
 def _accepts(sig: Signature, call: Call) -> bool:
@@ -788,14 +799,16 @@ def _cell_python(cell: str) -> str:
 
 
 def code_sources(root: str | Path) -> Iterator[tuple[str, str]]:
-    """``(label, source)`` for ``common/**/*.py`` and each notebook in ``labs/``.
+    """``(label, source)`` for ``common/**/*.py`` (the lab modules in ``common/labs/`` included), the
+    live TensorRT tests (:data:`TEST_SOURCES`) and each notebook in ``labs/``.
 
     A notebook is one source: its code cells, each after a ``# %% [cell N]`` marker (N counts all
     cells from 1), so that an import in one cell covers the cells below it.
     """
     root = Path(root)
-    for path in sorted((root / "common").rglob("*.py")):
-        yield path.relative_to(root).as_posix(), path.read_text(encoding="utf-8")
+    for folder in ("common", *TEST_SOURCES):
+        for path in sorted((root / folder).rglob("*.py")):
+            yield path.relative_to(root).as_posix(), path.read_text(encoding="utf-8")
     for path in sorted((root / "labs").rglob("*.ipynb")):
         if ".ipynb_checkpoints" in path.parts:
             continue
@@ -823,7 +836,9 @@ def run_mypy(paths: Sequence[str | Path], stubs_dir: str | Path,
 
     The stubs come first on mypy's search path (``mypy_path`` in a generated config file, the
     equivalent of MYPYPATH without changing this process's environment). ``check_untyped_defs``
-    makes mypy check TensorRT calls inside functions that have no annotations too.
+    makes mypy check TensorRT calls inside functions that have no annotations too. mypy runs in
+    the project root whatever this process's working folder (so ``common`` is found the same way
+    from anywhere), and every path in the report is absolute.
     """
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "mypy.ini"
@@ -839,106 +854,156 @@ def run_mypy(paths: Sequence[str | Path], stubs_dir: str | Path,
             f"[mypy-{','.join(f'{m}.*' for m in _SKIPPED_IMPORTS)}]",
             "follow_imports = skip",
         ]) + "\n", encoding="utf-8")
-        stdout, stderr, status = mypy.api.run(["--config-file", str(config), *map(str, paths)])
-    return status, stdout + stderr
+        done = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(config),
+                               *(str(Path(p).resolve()) for p in paths)],
+                              cwd=PROJECT_ROOT, capture_output=True, text=True)
+    return done.returncode, _absolute_paths(done.stdout + done.stderr, PROJECT_ROOT)
+
+
+def _absolute_paths(report: str, cwd: Path) -> str:
+    """mypy's report with each ``path:line:`` made absolute (mypy prints paths relative to its cwd)."""
+    def absolute(match: re.Match[str]) -> str:
+        path = Path(match.group(1))
+        return f"{path if path.is_absolute() else (cwd / path).resolve()}:"
+    return re.sub(r"^([^\s:][^:\n]*\.pyi?):(?=\d+:)", absolute, report, flags=re.M)
 
 
 # --------------------------------------------------------------------------------------------
-# TensorRT 10.x: version-guarded code
+# Every supported version: version-guarded code
 
-
-#: Names that 11.x added, which 10.16 therefore lacks (TENSORRT_11_REFERENCE.md section 12, and the
-#: listing's 11.1-source vs 11.4-wheel diff). Classes absent from 10.16 are flagged in the listing.
-ADDED_IN_11: dict[str, tuple[str, ...]] = {
-    "INetworkDefinition": ("add_attention_v2",),
-    "IAttention": ("query_form", "key_value_form", "query_lengths", "key_value_lengths", "causal_kind"),
-    "IKVCacheUpdateLayer": ("update_form", "update_lengths"),
-    "CollectiveOperation": ("ALL_TO_ALL", "GATHER", "SCATTER"),
-    "IBuilderConfig": ("build_route", "all_build_routes"),
-    "IOptimizationProfile": ("profile_stream",),
-    "Refitter": ("release_refit_resources",),
-    "Runtime": ("dla_workspace_allocation_strategy",),
+#: The vendored listings, oldest first: 10.x from the release branches' sources (make_trt_listing.py),
+#: 11.4 from the wheel.
+LISTING_FILES: dict[str, Path] = {
+    **{v: DEFAULT_LISTING.parent / f"tensorrt-{v}-python-api.json" for v in ("10.8", "10.9", "10.10", "10.16")},
+    "11.4": DEFAULT_LISTING,
 }
-#: The guard the project's code branches on (common/trt/compat.py).
-VERSION_GUARD = "is_trt10"
+VERSIONS = tuple(LISTING_FILES)
 
 
-def listing_for_10_16(listing: dict[str, Any]) -> dict[str, Any]:
-    """The listing as TensorRT 10.16 had it, as far as the listing records.
+def load_listings() -> dict[str, dict[str, Any]]:
+    """Every vendored listing, by version ("10.8" ... "11.4")."""
+    return {version: load_listing(path) for version, path in LISTING_FILES.items()}
 
-    Members 11.x removed come back (enum members as members; others as properties, whose arity the
-    listing no longer knows); classes and members 11.x added go. A member that a 10.x minor release
-    after 10.8 added is not recorded anywhere, so it passes here: the guard for such a feature is a
-    ``hasattr`` test (see ``compat.has_aot_plugins``).
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Span:
+    start: tuple[int, int]  # (line, column) of the first character
+    end: tuple[int, int]  # (line, column) after the last one
+    versions: frozenset[str]
+
+
+class GuardedVersions:
+    """Which versions each part of a source runs on, from the ``compat`` guards around it.
+
+    ``compat.is_trt10(trt)``, ``compat.at_least(trt, 10, 9)`` and ``compat.has_aot_plugins(trtp)``
+    (and ``not``, ``and``, ``or`` of them) narrow the versions of an ``if`` branch, of an ``else``,
+    of a conditional expression's arms, and of the statements after an ``if`` whose body ends in
+    ``return`` / ``raise`` / ``continue`` / ``break``. Any other condition narrows nothing.
     """
-    old = json.loads(json.dumps(listing))
-    old["meta"] = {**old["meta"], "tensorrt_version": "10.16"}
-    diff = old["diff_10_16_source_to_11_4"]
-    classes = old["classes"]
-    for name in [n for n, c in classes.items() if c.get("present_in_source_10_16") is False]:
-        del classes[name]
-    for cls, members in ADDED_IN_11.items():
-        for key in ("methods", "properties", "enum_values"):
-            for member in members:
-                classes.get(cls, {}).get(key, {}).pop(member, None)
-    for name in diff["classes_removed"]:
-        classes[name] = {"kind": "class", "bases": [], "methods": {}, "properties": {}}
-    for cls, members in diff["per_class_removed_members"].items():
-        entry = classes[cls]
-        key = "enum_values" if entry["kind"] == "enum" else "properties"
-        entry.setdefault(key, {}).update({m: "removed in 11" for m in members})
-    old["diff_10_16_source_to_11_4"] = {"classes_removed": [], "per_class_removed_members": {}, "classes_added": []}
-    return old
+
+    def __init__(self, source: str, filename: str, listings: dict[str, dict[str, Any]]):
+        self.all = frozenset(listings)
+        self.aot = frozenset(v for v, listing in listings.items() if "aot_impl" in listing["tensorrt_plugin_module"])
+        self.spans: list[_Span] = []
+        self._block(_parse(source, filename).body, self.all)
+
+    def at(self, line: int, col: int) -> frozenset[str]:
+        """The versions the code at (line, col) runs on: those of the innermost span around it."""
+        inside = [s for s in self.spans if s.start <= (line, col) < s.end]
+        return min(inside, key=lambda s: (len(s.versions), -s.start[0], -s.start[1])).versions if inside else self.all
+
+    def _mark(self, node: ast.AST, versions: frozenset[str]) -> None:
+        if versions == self.all:
+            return
+        first = min([node, *getattr(node, "decorator_list", [])], key=lambda n: (n.lineno, n.col_offset))
+        self.spans.append(_Span((first.lineno, first.col_offset),
+                                (node.end_lineno or node.lineno, node.end_col_offset or 10**6), versions))
+
+    def guard(self, test: ast.expr) -> tuple[frozenset[str], frozenset[str]] | None:
+        """(versions where `test` can be true, where it can be false), or None if it tests no version."""
+        if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+            inner = self.guard(test.operand)
+            return (inner[1], inner[0]) if inner else None
+        if isinstance(test, ast.BoolOp):
+            parts = [self.guard(v) for v in test.values]
+            known = [p for p in parts if p]
+            if not known:
+                return None
+            some_unknown = len(known) < len(parts)
+            trues, falses = [p[0] for p in known], [p[1] for p in known]
+            if isinstance(test.op, ast.And):
+                return frozenset.intersection(*trues), self.all if some_unknown else frozenset.union(*falses)
+            return self.all if some_unknown else frozenset.union(*trues), frozenset.intersection(*falses)
+        if not isinstance(test, ast.Call):
+            return None
+        func = test.func
+        name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+        if name == "is_trt10":
+            true = frozenset(v for v in self.all if v.startswith("10."))
+        elif name == "at_least":
+            numbers = [a.value for a in test.args[1:] if isinstance(a, ast.Constant) and isinstance(a.value, int)]
+            if not numbers or len(numbers) != len(test.args) - 1:
+                return None
+            floor = tuple(numbers) + (0,) * (2 - len(numbers))
+            true = frozenset(v for v in self.all if _version(v)[:2] >= floor)
+        elif name == "has_aot_plugins":
+            true = self.aot
+        else:
+            return None
+        return true, self.all - true
+
+    def _block(self, body: list[ast.stmt], versions: frozenset[str]) -> None:
+        for node in body:
+            self._mark(node, versions)
+            guard = self.guard(node.test) if isinstance(node, ast.If) else None
+            if isinstance(node, ast.If) and guard:
+                self._block(node.body, versions & guard[0])
+                self._block(node.orelse, versions & guard[1])
+                self._expressions(node.test, versions)
+                if not node.orelse and node.body and isinstance(node.body[-1], (ast.Return, ast.Raise,
+                                                                                 ast.Continue, ast.Break)):
+                    versions = versions & guard[1]   # the rest of this block runs only where it did not exit
+                continue
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt):
+                    continue
+                self._expressions(child, versions)
+            for key in ("body", "orelse", "finalbody"):
+                children = getattr(node, key, None)
+                if isinstance(children, list):
+                    self._block([c for c in children if isinstance(c, ast.stmt)], versions)
+            for handler in [*getattr(node, "handlers", []), *getattr(node, "cases", [])]:
+                self._block(handler.body, versions)
+
+    def _expressions(self, node: ast.AST, versions: frozenset[str]) -> None:
+        for child in ast.walk(node):
+            if isinstance(child, ast.IfExp):
+                guard = self.guard(child.test)
+                if guard:
+                    self._mark(child.body, versions & guard[0])
+                    self._mark(child.orelse, versions & guard[1])
 
 
-def guarded_lines(source: str, filename: str) -> dict[int, str]:
-    """``{line: "10" or "11"}`` for lines inside ``if ...is_trt10(...):`` (10) or its ``else`` (11)."""
-    tree = _parse(source, filename)
-    versions: dict[int, str] = {}
-
-    def is_guard(test: ast.expr) -> bool | None:
-        negated = isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not)
-        inner = test.operand if negated and isinstance(test, ast.UnaryOp) else test
-        if isinstance(inner, ast.Call):
-            func = inner.func
-            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-            if name == VERSION_GUARD:
-                return not negated
-        return None
-
-    def mark(nodes: list[ast.stmt], version: str) -> None:
-        for node in nodes:
-            for line in range(node.lineno, (node.end_lineno or node.lineno) + 1):
-                versions.setdefault(line, version)
-
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If):
-            guard = is_guard(node.test)
-            if guard is not None:
-                mark(node.body, "10" if guard else "11")
-                mark(node.orelse, "11" if guard else "10")
-        elif isinstance(node, ast.IfExp):
-            guard = is_guard(node.test)
-            if guard is not None:
-                for branch, version in ((node.body, "10" if guard else "11"), (node.orelse, "11" if guard else "10")):
-                    for line in range(branch.lineno, (branch.end_lineno or branch.lineno) + 1):
-                        versions.setdefault(line, version)
-    return versions
-
-
-def check_versions(source: str, filename: str, listing: dict[str, Any],
-                   listing_10: dict[str, Any] | None = None) -> list[Problem]:
-    """Names in a 10.x branch against 10.16, in an 11.x branch against 11.4, elsewhere against both."""
-    listing_10 = listing_10 or listing_for_10_16(listing)
-    guards = guarded_lines(source, filename)
-    checkers = {"11": _Checker(listing), "10": _Checker(listing_10)}
+def check_versions(source: str, filename: str, listings: dict[str, dict[str, Any]]) -> list[Problem]:
+    """Each TensorRT name against every version the guards around it admit (all five outside any guard)."""
+    guards = GuardedVersions(source, filename, listings)
+    checkers = {version: _Checker(listing) for version, listing in listings.items()}
     problems = []
     for use in find_trt_uses(source, filename):
-        branch = guards.get(use.line)
-        for version in ([branch] if branch else ["11", "10"]):
+        admitted = guards.at(use.line, use.col)
+        if not admitted:
+            problems.append(Problem(use.where, use.text, "inside guards that no supported version passes"))
+            continue
+        for version in sorted(admitted, key=_version):
             problem = checkers[version].check(use)
             if problem:
-                note = "" if branch else " (outside a version guard, so it must exist in both)"
-                problems.append(dataclasses.replace(problem, message=problem.message + note))
+                where = ("outside a version guard, so it must exist in every supported version"
+                         if admitted == guards.all else
+                         f"inside a version guard admitting {', '.join(sorted(admitted, key=_version))}")
+                problems.append(dataclasses.replace(problem, message=f"{problem.message} ({where})"))
                 break
     return problems

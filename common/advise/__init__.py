@@ -15,7 +15,7 @@ from .checks import CHECKS, PRECISIONS, SEVERITIES, Context, Finding, run_checks
 from .evidence import Figures, with_ceilings
 from .graph import ModelError, ModelGraph, load
 
-__all__ = ["CHECKS", "PRECISIONS", "SEVERITIES", "Context", "Figures", "Finding", "ModelError", "ModelGraph",
+__all__ = ["CHECKS", "PRECISIONS", "SEVERITIES", "Context", "Figures", "Finding", "ModelError", "ModelGraph", "with_ceilings",
            "advise", "load"]
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
-from common import streams
 from common.exercises import Exercise, close
-from common.streams import Span
+from common.labs import lab02_streams
+from common.labs.lab02_streams import Span
 
 
 def _check_overlap(fn) -> str | None:
@@ -16,7 +16,7 @@ def _check_overlap(fn) -> str | None:
              (3.0, 1.0, 4.0), (0.5, 2.0, 2.1)]
     for a_ms, b_ms, together_ms in cases:
         got = fn(a_ms, b_ms, together_ms)
-        want = streams.overlap_fraction(a_ms, b_ms, together_ms)
+        want = lab02_streams.overlap_fraction(a_ms, b_ms, together_ms)
         if got is None or not close(float(got), want, rel=1e-6, abs_=1e-9):
             return (f"alone {a_ms} ms and {b_ms} ms, together {together_ms} ms: expected overlap {want:.4f}, got {got}. "
                     "The time saved by running together is (a + b - together); compare it with the most that could "
@@ -52,7 +52,7 @@ def _timelines() -> list[tuple[list[Span], str, str]]:
 def _check_busy(fn) -> str | None:
     for spans, lane_a, lane_b in _timelines():
         got = fn(list(spans), lane_a, lane_b)
-        want = streams.busy_overlap_ms(spans, lane_a, lane_b)
+        want = lab02_streams.busy_overlap_ms(spans, lane_a, lane_b)
         if got is None or not close(float(got), want, rel=1e-9, abs_=1e-9):
             shown = [(s.lane, s.start_ms, s.end_ms) for s in spans]
             return (f"spans {shown}, lanes {lane_a!r} and {lane_b!r}: expected {want:.4f} ms when both were busy, got "

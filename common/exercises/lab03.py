@@ -7,7 +7,7 @@ import itertools
 from collections import Counter
 
 from common.exercises import Exercise, close
-from common.labs import lab03_cuda_graphs
+from common.labs import lab03_cuda_graphs as lab
 
 #: The lab's request stream (batch sizes), and the buckets its text suggests.
 REQUESTS = [8, 1, 8, 64, 1, 4096, 8, 64, 4096, 8]
@@ -20,7 +20,7 @@ def _check_overhead(fn) -> str | None:
              (4.507, 4.465, {"kernel": 20}), (0.25, 0.05, {"kernel": 7, "memset": 2, "memcpy": 1})]
     for eager_ms, graph_ms, nodes in cases:
         got = fn(eager_ms, graph_ms, dict(nodes))
-        want = lab03_cuda_graphs.launch_overhead_us(eager_ms, graph_ms, sum(nodes.values()))
+        want = lab.launch_overhead_us(eager_ms, graph_ms, sum(nodes.values()))
         if got is None or not close(float(got), want, rel=1e-6):
             return (f"eager {eager_ms} ms, graph {graph_ms} ms, graph nodes {nodes}: expected {want:.3f} us per "
                     f"operation, got {got}. Every node of the graph is one operation eager launched by itself "

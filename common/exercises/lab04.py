@@ -6,18 +6,18 @@ from __future__ import annotations
 import statistics
 from collections import Counter
 
-from common import shapes
 from common.exercises import Exercise, close
+from common.labs import lab04_shape_changes as lab
 from common.trt import batch_profile
 
 
-def _study(visits: list[tuple[float, list[float]]]) -> shapes.SwitchStudy:
+def _study(visits: list[tuple[float, list[float]]]) -> lab.SwitchStudy:
     """The visits as the rows switch_study records (key = the visit's batch size)."""
-    study = shapes.SwitchStudy("exercise", "exercise", "cpu")
+    study = lab.SwitchStudy("exercise", "exercise", "cpu")
     for step, (first_ms, steady_ms) in enumerate(visits):
-        study.rows.append({"step": step, "key": step, "kind": shapes.FIRST, "latency_ms": first_ms,
+        study.rows.append({"step": step, "key": step, "kind": lab.FIRST, "latency_ms": first_ms,
                            "switch_host_ms": 0.0})
-        study.rows += [{"step": step, "key": step, "kind": shapes.STEADY, "latency_ms": t, "switch_host_ms": 0.0}
+        study.rows += [{"step": step, "key": step, "kind": lab.STEADY, "latency_ms": t, "switch_host_ms": 0.0}
                        for t in steady_ms]
     return study
 
@@ -42,7 +42,7 @@ def _check_ratio(fn) -> str | None:
 
 
 def _profile_of(profiles: list[tuple[int, int, int]], batch: int) -> int:
-    return shapes.profile_index_for([((lo,), (opt,), (hi,)) for lo, opt, hi in profiles], (batch,))
+    return lab.profile_index_for([((lo,), (opt,), (hi,)) for lo, opt, hi in profiles], (batch,))
 
 
 def _switch_costs(requests, profiles, shape_ms, profile_ms) -> tuple[float, float]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from common import reduce_shuffle as rs
+from common.labs import lab06_reduce_shuffle
 from common.exercises import Exercise
 
 
 def _check_spatial_view(fn) -> str | None:
     for shape, channels_last in (((2, 8, 5, 7), False), ((3, 16, 4, 4), False), ((2, 8, 5, 7), True)):
-        x = rs.make_input(shape, device="cpu", dtype=torch.float32)
+        x = lab06_reduce_shuffle.make_input(shape, device="cpu", dtype=torch.float32)
         if channels_last:
             x = x.to(memory_format=torch.channels_last)
         n, c, h, w = shape
@@ -26,7 +26,7 @@ def _check_spatial_view(fn) -> str | None:
         want_shape, axis = ((n, h * w, c), 1) if channels_last else ((n, c, h * w), 2)
         if tuple(got.shape) != want_shape:
             return f"{layout} input {tuple(shape)}: expected a tensor of shape {want_shape}, got {tuple(got.shape)}"
-        if not rs.shares_storage(x, got):
+        if not lab06_reduce_shuffle.shares_storage(x, got):
             return (f"{layout} input {tuple(shape)}: your tensor does not share the input's storage: a copy ran. "
                     "Reshape in the order the elements already sit in memory.")
         if not torch.allclose(got.double().sum(dim=axis), x.double().sum(dim=(2, 3)), rtol=1e-9, atol=1e-9):
@@ -36,7 +36,7 @@ def _check_spatial_view(fn) -> str | None:
 
 
 def _shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    case = next(c for c in rs.shuffle_cases(groups) if c.name.startswith("channel shuffle"))
+    case = next(c for c in lab06_reduce_shuffle.shuffle_cases(groups) if c.name.startswith("channel shuffle"))
     return case.make(x)
 
 
@@ -47,7 +47,7 @@ def _check_shuffle_conv(fn) -> str | None:
             raise NotImplementedError
         if tuple(weight.shape) != (channels, channels, 1, 1):
             return f"{channels} channels: expected a weight of shape {(channels, channels, 1, 1)}, got {tuple(weight.shape)}"
-        x = rs.make_input((2, channels, 3, 5), device="cpu", dtype=torch.float32, seed=channels)
+        x = lab06_reduce_shuffle.make_input((2, channels, 3, 5), device="cpu", dtype=torch.float32, seed=channels)
         got = F.conv2d(x, weight.to(torch.float32))
         want = _shuffle(x, groups)
         if not torch.allclose(got, want, rtol=0, atol=1e-6):

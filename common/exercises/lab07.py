@@ -11,19 +11,20 @@ import onnx_graphsurgeon as gs
 import torch
 from torch import nn
 
-from common import matmul_alignment as ma
+from common import cases
 from common.exercises import Exercise
-from common.onnx import max_relative_error, portable
+from common.labs.lab07_matmul_tensor_cores import PaddedMatmul, pad_inner_dimension
+from common.onnx import max_relative_error, ort_session, portable
 
 
 def _check_pad_n(fn) -> str | None:
     for k, n, multiple, dtype in ((64, 63, 8, torch.float32), (33, 100, 8, torch.float16),
                                   (16, 30, 16, torch.float32), (8, 40, 8, torch.float32)):
-        weight = ma.random_tensor((k, n), device="cpu", dtype=dtype, seed=n)
+        weight = cases.random_tensor((k, n), device="cpu", dtype=dtype, seed=n)
         got = fn(weight.clone(), multiple)
         if got is None:
             raise NotImplementedError
-        want_shape = (k, ma.padded(n, multiple))
+        want_shape = (k, cases.padded(n, multiple))
         if tuple(got.shape) != want_shape:
             return (f"a ({k}, {n}) weight, multiple {multiple}: expected shape {want_shape} (N, the columns, padded; "
                     f"K, the rows, unchanged), got {tuple(got.shape)}")
@@ -31,7 +32,7 @@ def _check_pad_n(fn) -> str | None:
             return f"a {dtype} weight came back as {got.dtype}: pad in the weight's own precision"
         if not torch.equal(got[:, :n], weight) or bool(got[:, n:].any()):
             return f"a ({k}, {n}) weight: the first {n} columns must be the weight and the added ones zero"
-        x = ma.random_tensor((5, k), device="cpu", dtype=torch.float32, seed=1)
+        x = cases.random_tensor((5, k), device="cpu", dtype=torch.float32, seed=1)
         sliced = (x @ got.float())[:, :n]
         if max_relative_error(sliced, x @ weight.float()) > 1e-6:
             return f"a ({k}, {n}) weight: x @ padded, sliced to {n} columns, differs from x @ weight"
@@ -62,17 +63,12 @@ def conv_model(seed: int = 0) -> onnx.ModelProto:
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
-    return session.run(None, {"input": x})[0]
+    return ort_session(model.SerializeToString()).run(None, {"input": x})[0]
 
 
 def _check_conv_pad(fn) -> str | None:
     model = conv_model()
-    x = ma.random_tensor((2, 3, 10, 10), device="cpu", dtype=torch.float32, seed=4).numpy()
+    x = cases.random_tensor((2, 3, 10, 10), device="cpu", dtype=torch.float32, seed=4).numpy()
     before = _run(model, x)
     for multiple in (8, 16):
         got = fn(copy.deepcopy(model), multiple)
@@ -113,7 +109,7 @@ def _check_align_mlp(fn) -> str | None:
     for widths, precision in (((30, 45, 61, 10), "fp16"), ((30, 45, 61, 10), "fp8"), ((64, 100, 7), "tf32")):
         model = _mlp(widths, seed=len(widths))
         saved = copy.deepcopy(model.state_dict())
-        multiple = ma.ALIGNMENT[precision]
+        multiple = cases.ALIGNMENT[precision]
         aligned = fn(model, precision)
         if aligned is None:
             raise NotImplementedError
@@ -126,7 +122,7 @@ def _check_align_mlp(fn) -> str | None:
             if layer.in_features % multiple or layer.out_features % multiple:
                 return (f"widths {widths}, {precision}: a Linear({layer.in_features}, {layer.out_features}) is not "
                         f"aligned to {multiple}; pad both K (in_features) and N (out_features)")
-        x = ma.random_tensor((6, widths[0]), device="cpu", dtype=torch.float32, seed=9)
+        x = cases.random_tensor((6, widths[0]), device="cpu", dtype=torch.float32, seed=9)
         with torch.no_grad():
             want, got = model(x), aligned(x)
         if tuple(got.shape) != tuple(want.shape):
@@ -144,7 +140,7 @@ class _PadK(nn.Module):
     def __init__(self, layer: nn.Linear, multiple: int) -> None:
         super().__init__()
         self.k = layer.in_features
-        k_padded = ma.padded(self.k, multiple)
+        k_padded = cases.padded(self.k, multiple)
         self.linear = nn.Linear(k_padded, layer.out_features, bias=layer.bias is not None)
         with torch.no_grad():
             self.linear.weight.zero_()
@@ -157,17 +153,17 @@ class _PadK(nn.Module):
 
 
 def _pad_k_only(model: nn.Sequential, precision: str) -> nn.Sequential:
-    multiple = ma.ALIGNMENT[precision]
+    multiple = cases.ALIGNMENT[precision]
     return nn.Sequential(*(_PadK(m, multiple) if isinstance(m, nn.Linear) else copy.deepcopy(m) for m in model))
 
 
 EXERCISES = [
     Exercise("07.1", "guided",
              "pad_output_dim(weight, multiple): a (K, N) weight with zero columns added up to N a multiple.",
-             _check_pad_n, counterexample=lambda weight, multiple: ma.PaddedMatmul.from_weight(weight, multiple).weight),
+             _check_pad_n, counterexample=lambda weight, multiple: PaddedMatmul.from_weight(weight, multiple).weight),
     Exercise("07.2", "practice",
              "pad_conv_channels(model, multiple): pad C_in of every Conv with a constant weight in an ONNX model.",
-             _check_conv_pad, counterexample=lambda model, multiple: ma.pad_inner_dimension(model, multiple)[0]),
+             _check_conv_pad, counterexample=lambda model, multiple: pad_inner_dimension(model, multiple)[0]),
     Exercise("07.3", "open",
              "align_mlp(model, precision): an equivalent model whose every Linear has K and N aligned for precision.",
              _check_align_mlp, counterexample=_pad_k_only),

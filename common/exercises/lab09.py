@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from common import sparsity as sp
 from common.exercises import Exercise, close
+from common.labs import lab09_sparsity as lab
 
 
 def _conv_2_4_along_channels_only() -> torch.Tensor:
@@ -28,15 +28,15 @@ def _conv_2_4_in_memory_order_only() -> torch.Tensor:
 def _check_is_2_4(fn) -> str | None:
     g = torch.Generator().manual_seed(9)
     dense = torch.randn(8, 16, generator=g)
-    broken = sp.prune_2_4(dense).clone()
+    broken = lab.prune_2_4(dense).clone()
     broken[3, 5] = broken[3, 4] = broken[3, 6] = broken[3, 7] = -1.0      # one group of 4 with 4 non-zeros
     cases = [
-        ("a 2:4-pruned Linear weight (8 x 16)", sp.prune_2_4(dense), True),
+        ("a 2:4-pruned Linear weight (8 x 16)", lab.prune_2_4(dense), True),
         ("the same weight with one group of 4 full", broken, False),
         ("a dense Linear weight", dense, False),
         ("a Conv2d weight 2:4 along its input channels (not in memory order)", _conv_2_4_along_channels_only(), True),
         ("a Conv2d weight 2:4 in memory order only", _conv_2_4_in_memory_order_only(), False),
-        ("a 2:4-pruned Conv2d weight (8 x 16 x 3 x 3)", sp.prune_2_4(torch.randn(8, 16, 3, 3, generator=g)), True),
+        ("a 2:4-pruned Conv2d weight (8 x 16 x 3 x 3)", lab.prune_2_4(torch.randn(8, 16, 3, 3, generator=g)), True),
     ]
     for what, weight, want in cases:
         got = fn(weight.clone())
@@ -57,10 +57,10 @@ def _check_prune(fn) -> str | None:
         got = torch.as_tensor(got)
         if got.shape != weight.shape:
             return f"a weight of shape {tuple(weight.shape)} came back as {tuple(got.shape)}"
-        if not sp.is_2_4(got):
+        if not lab.is_2_4(got):
             return (f"the {tuple(weight.shape)} weight is not 2:4 along its input dimension: "
-                    f"{sp.check_2_4(got).violating_groups} groups of 4 keep more than 2 non-zeros")
-        want = sp.prune_2_4(weight)
+                    f"{lab.check_2_4(got).violating_groups} groups of 4 keep more than 2 non-zeros")
+        want = lab.prune_2_4(weight)
         if not torch.equal(got != 0, want != 0):
             return (f"the {tuple(weight.shape)} weight keeps other weights than the 2 largest magnitudes "
                     "of each group (keep |w|, not w, and keep the kept values unchanged)")

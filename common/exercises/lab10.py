@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from common.exercises import Exercise, close
-from common.trt.builder_study import EXAMPLE_AUTOTUNING_LOG
+from common.trt.tactics import EXAMPLE_AUTOTUNING_LOG
 
 
 def _check_break_even(fn) -> str | None:

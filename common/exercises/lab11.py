@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from common import plugin_kernels as pk
+from common.labs.lab11_plugins import kernels
 from common.exercises import Exercise
 
 # Shapes whose channel count is, and is not, a multiple of HWC8's vector width.
@@ -14,9 +14,9 @@ _SHAPES = ((2, 12, 3, 5), (1, 8, 2, 2), (3, 5, 2, 3))
 def _check_channel_of(fn) -> str | None:
     for shape in _SHAPES:
         for layout, channels_last in (("LINEAR", False), ("HWC8", True)):
-            for index in range(pk.storage_elements(shape, channels_last, 8)):
+            for index in range(kernels.storage_elements(shape, channels_last, 8)):
                 got = fn(index, shape, layout)
-                want = pk.channel_of(index, shape, channels_last, 8)
+                want = kernels.channel_of(index, shape, channels_last, 8)
                 if got != want:
                     return (f"{layout} storage of an {shape} tensor, element {index}: expected channel {want}, got {got}. "
                             + ("HWC8 pads C up to a multiple of 8: the padding lanes belong to no channel (None)."
@@ -43,17 +43,17 @@ def _check_pick_tactic(fn) -> str | None:
 
 def _check_hwc8_body(fn) -> str | None:
     for shape in _SHAPES:
-        x, bias = pk.make_inputs(shape, device="cpu", dtype=torch.float32, seed=sum(shape))
-        storage = pk.to_channel_last_storage(x, vector=8)
+        x, bias = kernels.make_inputs(shape, device="cpu", dtype=torch.float32, seed=sum(shape))
+        storage = kernels.to_channel_last_storage(x, vector=8)
         got = fn(storage.clone(), bias.clone(), shape)   # the reference below uses the untouched inputs
         if not isinstance(got, torch.Tensor) or got.shape != storage.shape:
             return (f"for an {shape} tensor the HWC8 storage has {storage.numel()} elements; return a flat tensor of "
                     f"that size, got {getattr(got, 'shape', type(got).__name__)}")
-        values = pk.from_channel_last_storage(got, shape, vector=8)
-        error = (values - pk.reference(x, bias)).abs().max().item()
+        values = kernels.from_channel_last_storage(got, shape, vector=8)
+        error = (values - kernels.reference(x, bias)).abs().max().item()
         if error > 1e-5:
             return (f"{shape}: the real channels differ from GELU(x + bias) by up to {error:.3g}. In HWC8 storage "
-                    f"each pixel holds {pk.channel_pitch(shape[1], 8)} values, the first {shape[1]} being the channels.")
+                    f"each pixel holds {kernels.channel_pitch(shape[1], 8)} values, the first {shape[1]} being the channels.")
     return None
 
 

@@ -212,6 +212,22 @@ def compare_rates(rows: Sequence[dict], a: str, b: str, backend: str) -> RateCom
                           max(row[a]["spread_pct"], row[b]["spread_pct"]))
 
 
+def axis_case_names(nchw: Sequence[int]) -> tuple[str, str, str, str]:
+    """The short names of the NCHW sums over W (the short last axis), H and C, and of the same data's
+    sum over its long last axis (N, C, H*W)."""
+    short_last, middle_h, middle_c = (ReduceCase("NCHW", tuple(nchw), d).short_name for d in (3, 2, 1))
+    return short_last, middle_h, middle_c, ReduceCase("N,C,HW", (nchw[0], nchw[1], nchw[2] * nchw[3]), 2).short_name
+
+
+def axis_comparisons(rows: Sequence[dict], nchw: Sequence[int], backend: str) -> dict[str, RateComparison]:
+    """The NCHW sums over H, over C, and over the long last axis (N, C, H*W), each against the short
+    last axis W, by GB/s (:func:`compare_rates`)."""
+    short_last, middle_h, middle_c, long_last = axis_case_names(nchw)
+    return {"H vs short last W": compare_rates(rows, short_last, middle_h, backend),
+            "C vs short last W": compare_rates(rows, short_last, middle_c, backend),
+            "long last vs short last": compare_rates(rows, short_last, long_last, backend)}
+
+
 def copy_time_ms(nbytes: int, copy_gbps: float) -> float:
     """How long copying `nbytes` (read `nbytes`, write `nbytes`) takes at the measured copy ceiling."""
     return 2 * nbytes / (copy_gbps * 1e9) * 1e3
@@ -393,6 +409,80 @@ def tensorrt_shuffle_layers(paths: dict[str, Path]) -> list[dict]:
                      "reformat_layers": len(info.reformat_layers()), "myelin_layers": len(info.myelin_layers()),
                      "layer_types": info.count_by_type(), "layer_names": [layer.name for layer in info.layers]})
     return rows
+
+
+# -- the claims ---------------------------------------------------------------------------------------
+
+@dataclass
+class ReduceShuffleResults:
+    """What the lab measured, for :func:`claims`."""
+
+    backend: str                    # the PyTorch backend the reductions and shuffles ran on
+    nchw: tuple[int, ...]           # the NCHW activation's shape
+    reduce_rows: list[dict]         # :func:`measure_reductions` (rows of other backends are ignored)
+    transpose_results: list[tuple[ReduceCase, bench.Comparison]]   # each transposed variant vs in place
+    facts: list[dict]               # :func:`storage_facts` of :func:`shuffle_cases`
+    shuffle_rows: list[dict]        # :func:`measure_shuffles`
+    matmul_comparison: bench.Comparison   # the permuted operand against the contiguous one
+    trt_rows: list[dict]            # :func:`tensorrt_shuffle_layers`; empty without TensorRT
+
+
+TRT_CLAIMS = ["TensorRT runs the pure reshape without a Shuffle layer of its own",
+              "TensorRT runs the channel shuffle's Reshape->Transpose->Reshape as at most one Shuffle layer"]
+
+
+def claims(results: ReduceShuffleResults, *, has_tensorrt: bool,
+           lab_report: report.LabReport | None = None) -> report.LabReport:
+    """The lab's claims on the reductions' axes, the transposes before them, the shuffles, TensorRT."""
+    r, lab_report = results, lab_report or report.LabReport("06_reduce_shuffle")
+    backend, nchw = r.backend, r.nchw
+    short_last, middle_h, middle_c, long_last = axis_case_names(nchw)
+    long_shape = (nchw[0], nchw[1], nchw[2] * nchw[3])
+    comparisons = axis_comparisons(r.reduce_rows, nchw, backend)
+    row = {x["case"]: x for x in r.reduce_rows if x["backend"] == backend}
+    for what, case in (("H (axis 2)", middle_h), ("C (axis 1)", middle_c)):
+        comparison = comparisons[f"{what[0]} vs short last W"]
+        lab_report.check(f"{backend}: summing the short last axis W={nchw[3]} reaches a lower % of copy bandwidth "
+                         f"than summing {what}", row[short_last]["pct_of_copy"],
+                         comparison.ratio > 1 and comparison.significant, fmt="{:.0f}% of copy",
+                         why=f"{what}: {row[case]['pct_of_copy']:.0f}% of copy; {comparison.verdict()}")
+    long_vs_short = comparisons["long last vs short last"]
+    lab_report.check(f"{backend}: a long last axis ({long_shape[2]}) sums faster than the short one ({nchw[3]})",
+                     long_vs_short.ratio, long_vs_short.ratio > 1 and long_vs_short.significant,
+                     fmt="{:.2f}x the GB/s", why=long_vs_short.verdict())
+    lab_report.check(f"{backend}: summing a long last axis ({long_shape[2]}) reaches at least half the copy bandwidth",
+                     row[long_last]["pct_of_copy"], row[long_last]["pct_of_copy"] >= 50, fmt="{:.0f}% of copy")
+    for case, comparison in r.transpose_results:
+        lab_report.check(f"{backend}: {case.short_name} is slower than summing in place (the copy is an extra pass)",
+                         comparison.speedup, comparison.speedup < 1 and comparison.significant,
+                         fmt="{:.2f}x the in-place speed", why=comparison.verdict())
+    no_op_names = [f["shuffle"] for f in r.facts if f["shares_storage"]]
+    lab_report.check("reshape, flatten, a size-1 transpose and a strided permute share the input's storage (no copy runs)",
+                     len(no_op_names),
+                     len(no_op_names) == 4 and all(f["shares_storage"] == (f["shuffle"] in no_op_names) for f in r.facts),
+                     fmt="{:.0f} of 7 share storage")
+    shuffle_row = {x["shuffle"]: x for x in r.shuffle_rows}
+    worst_no_op = max(shuffle_row[name]["pct_of_one_copy"] for name in no_op_names)
+    lab_report.check(f"{backend}: a no-op reshape costs under 10% of one copy of the tensor", worst_no_op,
+                     worst_no_op < 10, fmt="{:.2f}% of a copy")
+    real = shuffle_row["permute to NHWC, .contiguous()"]["pct_of_one_copy"]
+    lab_report.check(f"{backend}: a real transpose (NCHW -> NHWC, .contiguous()) costs at least 90% of a copy at the "
+                     "ceiling", real, real >= 90, fmt="{:.0f}% of a copy")
+    matmul = r.matmul_comparison
+    lab_report.check(f"{backend}: a permute feeding a matmul is slower than the matmul on a contiguous operand",
+                     matmul.speedup, matmul.speedup < 1 and matmul.significant, fmt="{:.2f}x the contiguous speed",
+                     why=matmul.verdict())
+    if has_tensorrt:
+        trt = {x["graph"]: x for x in r.trt_rows}
+        pure, shuffle = trt["pure reshape"], trt["channel shuffle"]
+        lab_report.check(TRT_CLAIMS[0], pure["shuffle_layers"], pure["shuffle_layers"] == 0,
+                         fmt="{:.0f} Shuffle layers", why=str(pure["layer_names"]))
+        lab_report.check(TRT_CLAIMS[1], shuffle["shuffle_layers"], shuffle["shuffle_layers"] <= 1,
+                         fmt="{:.0f} Shuffle layers", why=str(shuffle["layer_names"]))
+    else:
+        for claim in TRT_CLAIMS:
+            lab_report.not_applicable(claim, "needs TensorRT: the engine inspector reads a built engine")
+    return lab_report
 
 
 # -- figure -----------------------------------------------------------------------------------------

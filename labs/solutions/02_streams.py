@@ -1,6 +1,6 @@
 """Worked solutions to lab 02's exercises (checked by tests/test_exercises.py)."""
 
-from common.streams import Span
+from common.labs.lab02_streams import Span
 
 
 def exercise_1(a_alone_ms: float, b_alone_ms: float, together_ms: float) -> float:

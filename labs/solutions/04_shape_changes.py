@@ -3,7 +3,7 @@
 import statistics
 from collections import Counter
 
-from common import shapes
+from common.labs import lab04_shape_changes as lab
 
 
 def exercise_1(visits: list[tuple[float, list[float]]]) -> float:
@@ -14,7 +14,7 @@ def exercise_1(visits: list[tuple[float, list[float]]]) -> float:
 def exercise_2(requests: list[int], profiles: list[tuple[int, int, int]], shape_ms: float,
                profile_ms: float) -> tuple[float, float]:
     ranges = [((lo,), (opt,), (hi,)) for lo, opt, hi in profiles]
-    profile_of = [shapes.profile_index_for(ranges, (batch,)) for batch in requests]
+    profile_of = [lab.profile_index_for(ranges, (batch,)) for batch in requests]
     # One context: bound at the first request for free; then a new profile costs a profile switch
     # (shape included), a new batch size in the same profile a shape change.
     one_context_ms = 0.0

@@ -9,14 +9,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common import matmul_alignment as ma
+from common import cases
 from common.onnx import portable
 
 
 def exercise_1(weight: torch.Tensor, multiple: int) -> torch.Tensor:
     k, n = weight.shape
     # zero columns at the end: the extra outputs are x @ 0 = 0, sliced off after the product
-    return F.pad(weight, (0, ma.padded(n, multiple) - n)).contiguous()
+    return F.pad(weight, (0, cases.padded(n, multiple) - n)).contiguous()
 
 
 def exercise_2(model: onnx.ModelProto, multiple: int) -> onnx.ModelProto:
@@ -26,7 +26,7 @@ def exercise_2(model: onnx.ModelProto, multiple: int) -> onnx.ModelProto:
             continue
         weight = node.inputs[1].values                        # (C_out, C_in, kh, kw)
         c_in = weight.shape[1]
-        extra = ma.padded(c_in, multiple) - c_in
+        extra = cases.padded(c_in, multiple) - c_in
         if extra == 0:
             continue
         node.inputs[1] = gs.Constant(f"{node.inputs[1].name}_padded_c{c_in + extra}",
@@ -66,7 +66,7 @@ def exercise_3(model: nn.Sequential, precision: str) -> nn.Module:
     # Pad every width once: a layer's zero output columns (zero bias) become the next layer's extra
     # input features, which meet zero weight rows, so whatever the activation makes of them adds
     # nothing. Only the network's input needs a Pad and its output a slice.
-    multiple = ma.ALIGNMENT[precision]
+    multiple = cases.ALIGNMENT[precision]
     layers: list[nn.Module] = []
     first_in = last_out = None
     for module in model:
@@ -76,7 +76,7 @@ def exercise_3(model: nn.Sequential, precision: str) -> nn.Module:
         k, n = module.in_features, module.out_features
         first_in = k if first_in is None else first_in
         last_out = n
-        aligned = nn.Linear(ma.padded(k, multiple), ma.padded(n, multiple), bias=module.bias is not None)
+        aligned = nn.Linear(cases.padded(k, multiple), cases.padded(n, multiple), bias=module.bias is not None)
         with torch.no_grad():
             aligned.weight.zero_()
             aligned.weight[:n, :k] = module.weight
@@ -84,4 +84,4 @@ def exercise_3(model: nn.Sequential, precision: str) -> nn.Module:
                 aligned.bias.zero_()
                 aligned.bias[:n] = module.bias
         layers.append(aligned)
-    return nn.Sequential(_Pad(ma.padded(first_in, multiple) - first_in), *layers, _Slice(last_out)).eval()
+    return nn.Sequential(_Pad(cases.padded(first_in, multiple) - first_in), *layers, _Slice(last_out)).eval()

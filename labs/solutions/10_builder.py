@@ -2,7 +2,7 @@
 
 import math
 
-from common.trt.builder_study import parse_autotuning_log
+from common.trt.tactics import parse_autotuning_log
 
 
 def exercise_1(build_s: float, baseline_ms: float, optimized_ms: float) -> float:
@@ -21,7 +21,7 @@ def exercise_2(rows: list[dict], tolerance_pct: float) -> str:
 
 
 def exercise_3(log_lines: list[str]) -> dict[str, str]:
-    # the course's parser (common.trt.builder_study) follows the same states: key, header, rows, selection
+    # the course's parser (common.trt.tactics) follows the same states: key, header, rows, selection
     selected = {}
     for record in parse_autotuning_log(log_lines):
         tactic = record.selected_tactic

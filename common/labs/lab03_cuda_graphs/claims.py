@@ -139,8 +139,9 @@ def _cuda_python_claims(r: Results, texts: dict[str, str], lab_report: report.La
         v for k, v in r.stale.items() if k.startswith("fix"))
     lab_report.check(texts["address"], float(stale_ok), stale_ok, fmt="{:.0f}", why="fixed by copying in or recapturing")
     rows_done = r.frozen[f"rows the batch-{r.batch} graph computes"]
+    rows_double = r.frozen[f"rows the batch-{2 * r.batch} graph computes"]
     lab_report.check(texts["shape"], rows_done, rows_done == r.batch and r.frozen["computed rows match eager"],
-                     fmt="{:.0f} rows", why=f"the batch-{2 * r.batch} graph computed {r.frozen[f'rows the batch-{2 * r.batch} graph computes']}")
+                     fmt="{:.0f} rows", why=f"the batch-{2 * r.batch} graph computed {rows_double}")
     lazy_cold, lazy_warm = r.warmup_rows[2], r.warmup_rows[3]
     warmup_ok = not lazy_cold["outcome"].startswith("captured") and lazy_warm["replay_matches_eager"] is True
     lab_report.check(texts["warmup"], float(warmup_ok), warmup_ok, fmt="{:.0f}", why=lazy_cold["outcome"][:48])

@@ -1,18 +1,20 @@
-"""Lab 11 (plugins): the bias + GELU kernel of ``common.plugin_kernels`` as two TensorRT plugins.
+"""Lab 11's TensorRT study: the bias + GELU kernel of :mod:`.kernels` as two TensorRT plugins.
 
-Introduced in lab 11 (writing fast plugins). Both are written with ``tensorrt.plugin`` and
-registered by :func:`register_plugins` (the only place that imports TensorRT, Triton and PyTorch,
-so this module loads on any machine):
+Both are written with ``tensorrt.plugin`` and registered by :func:`register_plugins` (the only place
+that imports TensorRT, Triton and PyTorch, so this module loads on any machine):
 
 - "trtlabs::BiasGeluFP32Linear" declares one type/format combination, FP32 in TensorRT's LINEAR
   (channel-major) layout, no tactics, and a JIT implementation. In an FP16 network whose
   convolutions prefer channel-last layouts, the network must cast to FP32 around it and TensorRT
   must reformat to LINEAR and back: layers the engine inspector lists.
 - "trtlabs::BiasGelu" declares FP16 in LINEAR or HWC8 and FP32 in LINEAR or HWC, each with the
-  five tactics of ``plugin_kernels.TACTICS`` (Triton block sizes and warp counts). The builder
+  five tactics of ``kernels.TACTICS`` (Triton block sizes and warp counts). The builder
   runs every (combination, tactic) and keeps the fastest. It has both implementations: JIT (a
   Python callback on every enqueue) and AOT (the kernel compiled to PTX at build time and baked
-  into the engine, which then runs without Python).
+  into the engine, which then runs without Python). AOT Python plugins, and the two-argument
+  ``network.add_plugin(call, aot)`` that picks one, arrived in TensorRT 10.9: on 10.8 the plugin
+  registers its JIT implementation only and the study builds the JIT engines only
+  (:func:`aot_plugins_available`, guarded through :mod:`common.trt.compat`).
 
 :func:`build_conv_plugin_engine` builds conv -> plugin -> conv in FP16 with the network API, and
 :func:`study` reads each engine with the inspector, checks it against PyTorch and times it.
@@ -32,11 +34,13 @@ from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Union
 
 import numpy as np
 
-from common import env
+from common import bench, checks, env
+from common.trt import compat
+from common.trt.build import EngineBuildError, _host_bytes, load_engine
+from common.trt.logger import BuildLog, make_logger
 
-from . import compat
-from .build import EngineBuildError, _host_bytes, load_engine
-from .logger import BuildLog, make_logger
+from . import kernels
+from .calls import host_comparison
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -86,6 +90,23 @@ def expand_declared(types: str, formats: str) -> List[Tuple[Tuple[str, ...], Tup
     return [(t, f) for t in rows(type_columns) for f in rows(format_columns)]
 
 
+def aot_plugins_available(trt: Any, trtp: Any) -> bool:
+    """Whether this TensorRT can build the AOT plugin: ``tensorrt.plugin.aot_impl`` and the
+    two-argument ``network.add_plugin(call, aot)`` (both 10.9 and newer)."""
+    return compat.has_aot_plugins(trtp) and compat.at_least(trt, 10, 9)
+
+
+def add_plugin_layer(trt: Any, network: Any, plugin_call: Any, aot: bool) -> Any:
+    """``network.add_plugin`` for a ``tensorrt.plugin`` op call, asking for its JIT or AOT
+    implementation where TensorRT lets a network choose (10.9 and newer); before, JIT only."""
+    if compat.at_least(trt, 10, 9):
+        return network.add_plugin(plugin_call, aot)
+    if aot:
+        raise RuntimeError(f"TensorRT {trt.__version__} has no ahead-of-time Python plugins: they arrived in "
+                           "10.9; build the JIT variant")
+    return network.add_plugin(plugin_call)
+
+
 @functools.cache
 def register_plugins() -> Tuple[str, str]:
     """Register both plugins with TensorRT (once per process); returns their ids.
@@ -95,18 +116,24 @@ def register_plugins() -> Tuple[str, str]:
     """
     import tensorrt as trt
     import tensorrt.plugin as trtp
-    import torch
 
-    from .. import plugin_kernels as pk
+    return register_with(trt, trtp)
+
+
+def register_with(trt: Any, trtp: Any) -> Tuple[str, str]:
+    """:func:`register_plugins` with the ``tensorrt`` and ``tensorrt.plugin`` modules passed in; the
+    AOT implementation only where ``tensorrt.plugin`` has ``aot_impl``."""
+    import torch
 
     torch_dtypes = {trt.DataType.HALF: torch.float16, trt.DataType.FLOAT: torch.float32}
 
     def enqueue(plugin: str, x: trtp.Tensor, bias: trtp.Tensor, y: trtp.Tensor, stream: int, tactic: int) -> None:
         layout = x.format.name
         CALLS[(plugin, tactic, x.dtype.name, layout)] += 1
-        pk.launch_from_pointers(x.data_ptr, bias.data_ptr, y.data_ptr, tuple(x.shape), torch_dtypes[x.dtype],
-                                channels_last=layout in CHANNEL_LAST_VECTOR, vector=CHANNEL_LAST_VECTOR.get(layout, 1),
-                                tactic=pk.TACTIC_BY_ID.get(tactic, pk.DEFAULT_TACTIC), stream=stream)
+        kernels.launch_from_pointers(x.data_ptr, bias.data_ptr, y.data_ptr, tuple(x.shape), torch_dtypes[x.dtype],
+                                     channels_last=layout in CHANNEL_LAST_VECTOR,
+                                     vector=CHANNEL_LAST_VECTOR.get(layout, 1),
+                                     tactic=kernels.TACTIC_BY_ID.get(tactic, kernels.DEFAULT_TACTIC), stream=stream)
 
     # -- FP32, LINEAR only, one tactic, JIT -------------------------------------------------------
     @trtp.register(FP32_LINEAR_PLUGIN)
@@ -120,7 +147,7 @@ def register_plugins() -> Tuple[str, str]:
 
     @trtp.impl(FP32_LINEAR_PLUGIN)
     def fp32_linear_jit(x: trtp.Tensor, bias: trtp.Tensor, outputs: Tuple[trtp.Tensor], stream: int) -> None:
-        enqueue(FP32_LINEAR_PLUGIN, x, bias, outputs[0], stream, pk.DEFAULT_TACTIC.id)
+        enqueue(FP32_LINEAR_PLUGIN, x, bias, outputs[0], stream, kernels.DEFAULT_TACTIC.id)
 
     # -- FP16/FP32, channel-major or channel-last, five tactics, JIT and AOT -----------------------
     @trtp.register(MULTI_FORMAT_PLUGIN)
@@ -130,7 +157,7 @@ def register_plugins() -> Tuple[str, str]:
     @trtp.autotune(MULTI_FORMAT_PLUGIN)
     def multi_format_formats(x: trtp.TensorDesc, bias: trtp.TensorDesc,
                              outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
-        tactics = [t.id for t in pk.TACTICS]
+        tactics = [t.id for t in kernels.TACTICS]
         return [trtp.AutoTuneCombination(types, formats, tactics) for types, formats in DECLARED[MULTI_FORMAT_PLUGIN]]
 
     @trtp.impl(MULTI_FORMAT_PLUGIN)
@@ -138,14 +165,18 @@ def register_plugins() -> Tuple[str, str]:
                          tactic: int) -> None:
         enqueue(MULTI_FORMAT_PLUGIN, x, bias, outputs[0], stream, tactic)
 
+    if not compat.has_aot_plugins(trtp):   # TensorRT 10.8, before AOT Python plugins: JIT only
+        return FP32_LINEAR_PLUGIN, MULTI_FORMAT_PLUGIN
+
     @trtp.aot_impl(MULTI_FORMAT_PLUGIN)
     def multi_format_aot(x: trtp.TensorDesc, bias: trtp.TensorDesc, outputs: Tuple[trtp.TensorDesc], tactic: int
                          ) -> Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]:
         layout = x.format.name
         channels_last = layout in CHANNEL_LAST_VECTOR
         vector = CHANNEL_LAST_VECTOR.get(layout, 1)
-        spec = pk.TACTIC_BY_ID[tactic]
-        compiled = pk.compile_ahead_of_time("fp16" if x.dtype == trt.DataType.HALF else "fp32", channels_last, spec)
+        spec = kernels.TACTIC_BY_ID[tactic]
+        dtype = "fp16" if x.dtype == trt.DataType.HALF else "fp32"
+        compiled = kernels.compile_ahead_of_time(dtype, channels_last, spec)
         n, c, h, w = x.shape_expr
         pitch = trtp.cdiv(c, vector) * vector if channels_last else c
         n_elements = n * h * w * pitch          # storage elements, channel padding included
@@ -219,7 +250,8 @@ def build_conv_plugin_engine(name: str, plugin: str, shape: Tuple[int, int, int,
         activation = cast_in.get_output(0)
     bias_tensor = network.add_constant(trt.Dims([channels]), trt.Weights(bias)).get_output(0)
     namespace, op_name = plugin.split("::")
-    plugin_layer = network.add_plugin(getattr(getattr(trtp.op, namespace), op_name)(activation, bias_tensor), aot)
+    plugin_call = getattr(getattr(trtp.op, namespace), op_name)(activation, bias_tensor)
+    plugin_layer = add_plugin_layer(trt, network, plugin_call, aot)
     plugin_layer.name = PLUGIN_LAYER_NAME
     activation = plugin_layer.get_output(0)
     if fp32_only:
@@ -266,7 +298,7 @@ def tactic_value(raw: Any) -> int | None:
 def engine_summary(built: PluginEngine) -> Dict[str, Any]:
     """What the inspector says: layer count, the conversion layers (reformats and casts) and the
     plugin layer's input format and chosen tactic."""
-    from .inspect import inspect_engine
+    from common.trt.inspect import inspect_engine
 
     info = inspect_engine(built.engine)
     conversions = [layer.name for layer in info.layers
@@ -317,19 +349,20 @@ VARIANTS = {
 }
 
 
-def study(shape: Tuple[int, int, int, int], *, seed: int = 0, tolerance: float = 2e-2) -> Dict[str, Any]:
-    """Build the engines of :data:`VARIANTS`, read them with the inspector, check them against
-    PyTorch, time them (two interleaved passes) and try each plan in a bare process.
-    Needs TensorRT, Triton and a GPU."""
+def study(shape: Tuple[int, int, int, int], *, seed: int = 0) -> Dict[str, Any]:
+    """Build the engines of :data:`VARIANTS` (the AOT one where :func:`aot_plugins_available`), read
+    them with the inspector, check them against PyTorch (the whole-network FP16 tolerance), time them
+    (two interleaved passes) and try each plan in a bare process. Needs TensorRT, Triton and a GPU."""
+    import tensorrt as trt
+    import tensorrt.plugin as trtp
     import torch
 
-    from .. import bench
-    from ..onnx import max_relative_error
-    from .run import EngineRunner
+    from common.trt.run import EngineRunner
 
     weights = network_weights(shape[1], seed)
+    aot_ok = aot_plugins_available(trt, trtp)
     built = {name: build_conv_plugin_engine(name, plugin, shape, weights, aot=aot)
-             for name, (plugin, aot, _) in VARIANTS.items()}
+             for name, (plugin, aot, _) in VARIANTS.items() if aot_ok or not aot}
     x = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1)).to("cuda", torch.float16)
     expected = torch_reference(x, weights)
     runners = {name: EngineRunner(b.engine) for name, b in built.items()}
@@ -338,8 +371,9 @@ def study(shape: Tuple[int, int, int, int], *, seed: int = 0, tolerance: float =
         calls_before = collections.Counter(CALLS)
         output = runner.run({"x": x})["y"]
         ran = sorted({key[1] for key in (CALLS - calls_before) if key[0] == built[name].plugin})
-        error = max_relative_error(output.float(), expected)
-        rows.append({**engine_summary(built[name]), "rel_error": error, "matches": error <= tolerance,
+        error = checks.relative_error(output.float(), expected)
+        rows.append({**engine_summary(built[name]), "rel_error": error,
+                     "matches": error <= checks.tolerance("fp16", "model"),
                      "runtime_tactic": ran[0] if len(ran) == 1 else None})
     configs = {name: {"fn": runner.enqueue, "stream": runner.stream(0), "name": f"{name}, TensorRT",
                       "backend": f"TensorRT {env.detect().tensorrt}"} for name, runner in runners.items()}
@@ -355,3 +389,12 @@ def study(shape: Tuple[int, int, int, int], *, seed: int = 0, tolerance: float =
         row["host_us_per_enqueue"] = 1e3 * bench.median_host_ms(runs[name])
     timed = {name: tactics_timed(b) for name, b in built.items() if b.plugin == MULTI_FORMAT_PLUGIN and not b.aot}
     return {"rows": rows, "runs": runs, "tactics_timed": timed}
+
+
+def engine_comparisons(trt_study: Dict[str, Any]) -> Tuple[bench.Comparison, Union[bench.Comparison, None]]:
+    """The multi-format JIT engine against the FP32-LINEAR one (device time), and the AOT engine
+    against the JIT one on host time per enqueue (None where the study built no AOT engine)."""
+    fp32_name, jit_name, aot_name = VARIANTS
+    runs = trt_study["runs"]
+    host = host_comparison(runs, jit_name, aot_name) if aot_name in runs else None
+    return bench.compare(runs[fp32_name], runs[jit_name]), host

@@ -1,134 +1,31 @@
-"""Matrix products and tensor-core alignment: shapes, precisions, padding (in PyTorch and in the ONNX graph).
+"""Lab 07 (MatMul and tensor-core alignment): shapes, precisions, padding (in PyTorch and in the ONNX graph).
 
-Introduced in lab 07 (MatMul and tensor-core alignment). Tensor cores read their operands in 16-byte
+Tensor cores read their operands in 16-byte
 pieces, so a GEMM runs at full rate only when its inner dimensions are multiples of 16 bytes' worth of
-elements: 4 in TF32/FP32, 8 in FP16/BF16, 16 in FP8/INT8. This module builds the cases (random data,
-checked against an FP32 reference before timing), times them in interleaved passes, expresses rates as
-a share of the machine's measured matrix ceiling, and pads a misaligned ``MatMul``/``Gemm`` in an ONNX
-graph with onnx-graphsurgeon so that TensorRT sees aligned shapes.
+elements: 4 in TF32/FP32, 8 in FP16/BF16, 16 in FP8/INT8. The timed cases, their check against an
+FP32 reference before timing, the interleaved passes and the rates as a share of the machine's
+measured matrix ceiling are :mod:`common.cases` (shared with labs 08-10, with the plain GEMM cases
+``gemm_case`` and ``fp8_case``). This module adds the lab's own cases — padding K in PyTorch, a
+convolution's channels, batched products, FP8's refusal — pads a misaligned ``MatMul``/``Gemm`` in
+an ONNX graph with onnx-graphsurgeon so that TensorRT sees aligned shapes, builds both graphs with
+TensorRT where it is installed, and holds the lab's claims (:func:`claims`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from . import bench
-from .onnx import max_relative_error, portable
-
-if TYPE_CHECKING:
-    from .ceilings import Ceilings
-
-#: Elements per 16 bytes: the multiple each precision's inner dimensions need on tensor cores.
-ALIGNMENT = {"fp32": 4, "tf32": 4, "fp16": 8, "bf16": 8, "fp8": 16, "int8": 16}
-
-#: Largest relative error (‖out − ref‖/‖ref‖) accepted against the FP32 product of the same
-#: (already rounded) inputs: what remains is the accumulation and the output's rounding.
-TOLERANCE = {"fp32": 1e-5, "tf32": 5e-3, "fp16": 5e-3, "bf16": 2e-2, "fp8": 2e-2}
-
-_TORCH_DTYPE = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-@contextlib.contextmanager
-def tf32_mode(enabled: bool) -> Iterator[None]:
-    """FP32 matrix products and convolutions in TF32 (`enabled`) or in full FP32, restored on exit."""
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
-def alignment_of(k: int) -> int:
-    """The largest of 1, 2, 4, 8, 16 that divides `k` (what a K of this size is aligned to)."""
-    return max(m for m in (1, 2, 4, 8, 16) if k % m == 0)
-
-
-def padded(k: int, multiple: int) -> int:
-    """`k` rounded up to a multiple of `multiple`."""
-    return -(-k // multiple) * multiple
-
-
-def random_tensor(shape: Sequence[int], *, device: str, dtype: torch.dtype, seed: int) -> torch.Tensor:
-    """Seeded normal data: zeros would let a kernel skip work and prove nothing about correctness."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    return torch.randn(tuple(shape), device=device, generator=gen).to(dtype)
-
-
-# -- cases: one timed operation with its reference check -----------------------------------------
-
-@dataclass
-class Case:
-    """One operation to time: `fn` enqueues it, `flops` counts it, `error` is its checked accuracy."""
-
-    label: str
-    precision: str
-    fn: Callable[[], Any]
-    flops: int
-    error: float = float("nan")
-    params: dict = field(default_factory=dict)
-
-
-def checked(case: Case, out: torch.Tensor, reference: torch.Tensor, tolerance: float | None = None,
-            error: Callable[[torch.Tensor, torch.Tensor], float] | None = None) -> Case:
-    """Record `case`'s relative error against the FP32 `reference` and refuse to time a wrong case.
-
-    `tolerance` defaults to the case's precision's; `error` to ‖out − ref‖/‖ref‖ on the CPU in float64
-    (labs 08 and 09 pass their own for model outputs and for large GEMMs kept on the GPU).
-    """
-    tolerance = TOLERANCE[case.precision] if tolerance is None else tolerance
-    case.error = (error or max_relative_error)(out.float(), reference.float())
-    if not case.error <= tolerance:
-        raise AssertionError(f"{case.label}: relative error {case.error:.3g} against the FP32 reference exceeds "
-                             f"{tolerance:g} for {case.precision}: do not time it")
-    return case
-
-
-def gemm_case(m: int, k: int, n: int, precision: str, *, device: str, seed: int = 0) -> Case:
-    """(m, k) @ (k, n) in `precision` ("fp32", "tf32", "fp16", "bf16") on random data, checked first."""
-    a = random_tensor((m, k), device=device, dtype=_TORCH_DTYPE[precision], seed=seed)
-    b = random_tensor((k, n), device=device, dtype=_TORCH_DTYPE[precision], seed=seed + 1)
-    tf32 = precision == "tf32"
-
-    def run() -> torch.Tensor:
-        torch.backends.cuda.matmul.allow_tf32 = tf32   # per call: cases of both kinds interleave
-        return a @ b
-
-    with tf32_mode(False):
-        reference = a.float() @ b.float()
-        out = run()
-    case = Case(f"{precision} {m}x{k}x{n}", precision, run, 2 * m * k * n, params={"m": m, "k": k, "n": n})
-    return checked(case, out, reference)
-
-
-def fp8_operands(m: int, k: int, n: int, *, device: str, seed: int = 0):
-    """FP8 (e4m3) operands for ``torch._scaled_mm``: A row-major (m, k), B column-major (k, n), unit scales."""
-    a = random_tensor((m, k), device=device, dtype=torch.float32, seed=seed).to(torch.float8_e4m3fn)
-    b = random_tensor((n, k), device=device, dtype=torch.float32, seed=seed + 1).to(torch.float8_e4m3fn).t()
-    one = torch.ones((), device=device)
-    return a, b, one
-
-
-def fp8_case(m: int, k: int, n: int, *, device: str, seed: int = 0) -> Case:
-    """An FP8 GEMM through ``torch._scaled_mm`` (FP16 output), checked against FP32 on the same FP8 values."""
-    a, b, one = fp8_operands(m, k, n, device=device, seed=seed)
-    run = lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.float16)  # noqa: E731
-    with tf32_mode(False):
-        reference = a.float() @ b.float()
-    case = Case(f"fp8 {m}x{k}x{n}", "fp8", run, 2 * m * k * n, params={"m": m, "k": k, "n": n})
-    return checked(case, run(), reference)
-
+from .. import bench, checks, report
+from ..cases import TORCH_DTYPE, Case, checked, fp8_operands, padded, random_tensor, tf32_mode
+from ..onnx import portable
 
 def fp8_misaligned_error(m: int, k: int, n: int, *, device: str) -> str:
     """What ``torch._scaled_mm`` says for a shape that is not a multiple of 16 (first line)."""
@@ -166,7 +63,7 @@ class PaddedMatmul:
 
 def padding_cases(m: int, k: int, n: int, precision: str, *, device: str, multiple: int, seed: int = 0) -> list[Case]:
     """Unpadded K, padded K (pad + GEMM), the pad alone and the aligned GEMM alone, all checked."""
-    dtype = _TORCH_DTYPE[precision]
+    dtype = TORCH_DTYPE[precision]
     x = random_tensor((m, k), device=device, dtype=dtype, seed=seed)
     w = random_tensor((k, n), device=device, dtype=dtype, seed=seed + 1)
     padder = PaddedMatmul.from_weight(w, multiple)
@@ -188,7 +85,7 @@ def padding_cases(m: int, k: int, n: int, precision: str, *, device: str, multip
 
 def conv_case(c_in: int, c_out: int, batch: int, hw: int, precision: str, *, device: str, seed: int = 0) -> Case:
     """3x3 convolution, stride 1, padding 1, in channels_last, checked against FP32."""
-    dtype = _TORCH_DTYPE[precision]
+    dtype = TORCH_DTYPE[precision]
     x = random_tensor((batch, c_in, hw, hw), device=device, dtype=dtype, seed=seed).to(
         memory_format=torch.channels_last)
     w = random_tensor((c_out, c_in, 3, 3), device=device, dtype=dtype, seed=seed + 1).to(
@@ -205,7 +102,7 @@ def conv_case(c_in: int, c_out: int, batch: int, hw: int, precision: str, *, dev
 def batched_cases(shape: dict, precision: str, *, device: str, seed: int = 0) -> list[Case]:
     """The same products as 4-D/3-D and flattened: (B,H,S,D)@(B,H,D,S) vs a (B*H,S,D) bmm, and
     (B,S,K)@(K,N) vs (B*S,K)@(K,N). `shape` has B, H, S, D (attention) and S2, K, N (linear)."""
-    dtype = _TORCH_DTYPE[precision]
+    dtype = TORCH_DTYPE[precision]
     b, h, s, d = shape["B"], shape["H"], shape["S"], shape["D"]
     q = random_tensor((b, h, s, d), device=device, dtype=dtype, seed=seed)
     kt = random_tensor((b, h, d, s), device=device, dtype=dtype, seed=seed + 1)
@@ -227,49 +124,6 @@ def batched_cases(shape: dict, precision: str, *, device: str, seed: int = 0) ->
         checked(Case(f"2-D GEMM ({b * s2},{k})@({k},{n})", precision, lambda: x2 @ w, lin_flops),
                  (x2 @ w).reshape(b, s2, n), ref_lin),
     ]
-
-
-# -- timing -----------------------------------------------------------------------------------------
-
-def measure_cases(cases: Sequence[Case], *, device: str, passes: int = 2, warmup_ms: float = 40.0,
-                  measure_ms: float = 60.0, progress: bool = True, desc: str = "cases") -> dict[str, list[bench.Measurement]]:
-    """Time every case in `passes` interleaved passes (so that drift hits all cases alike)."""
-    stream = torch.cuda.Stream() if device == "cuda" else None
-    runs: dict[str, list[bench.Measurement]] = {c.label: [] for c in cases}
-    steps = [c for _ in range(passes) for c in cases]
-    try:
-        for case in tqdm(steps, desc=desc, disable=not progress, mininterval=2.0):
-            runs[case.label].append(bench.measure(case.fn, name=case.label, backend=f"PyTorch {case.precision}",
-                                                  device=device, stream=stream, warmup_ms=warmup_ms,
-                                                  measure_ms=measure_ms))
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = False   # PyTorch's default, whatever the last case set
-    return runs
-
-
-def result_rows(cases: Sequence[Case], runs: dict[str, list[bench.Measurement]],
-                ceilings: "Ceilings | None" = None) -> list[dict]:
-    """Per case: median latency over passes, TFLOP/s = flops / latency, % of the measured ceiling."""
-    rows = []
-    for case in cases:
-        medians = [m.latency_ms.median for m in runs[case.label]]
-        latency_ms = statistics.median(medians)
-        tflops = case.flops / (latency_ms / 1e3) / 1e12
-        row = {"case": case.label, "precision": case.precision, **case.params, "latency_ms": latency_ms,
-               "tflop_per_s": tflops, "spread_pct": bench.spread_pct(medians) if len(medians) > 1 else float("nan"),
-               "rel_error": case.error}
-        if "k" in case.params:
-            row["k_aligned_to"] = alignment_of(case.params["k"])
-        ceiling_key = "fp32" if ceilings is not None and ceilings.device == "cpu" else case.precision
-        if ceilings is not None and case.flops and ceiling_key in ceilings.matmul_tflops:
-            row["pct_of_ceiling"] = ceilings.pct_of_matmul(tflops, ceiling_key)
-        rows.append(row)
-    return rows
-
-
-def versus(runs: dict[str, list[bench.Measurement]], baseline: str, other: str) -> bench.Comparison:
-    """`other` against `baseline` (speedup = baseline / other), judged against the run-to-run spread."""
-    return bench.compare(runs[baseline], runs[other])
 
 
 # -- the same padding in the ONNX graph, with onnx-graphsurgeon ---------------------------------------
@@ -367,6 +221,14 @@ def weight_shapes(path_or_model) -> dict[str, tuple[int, ...]]:
     return {t.name: tuple(t.dims) for t in model.graph.initializer}
 
 
+def fp16_padded_graphs(directory: str | Path, in_features: int, out_features: int) -> tuple[Path, Path]:
+    """The FP16 linear graph (a ``Gemm``) that TensorRT builds, and its twin with K padded to a multiple of 8."""
+    directory = Path(directory)
+    src = linear_onnx(directory / f"linear_fp16_{in_features}.onnx", in_features, out_features, dtype=np.float16)
+    dst, _ = pad_onnx_file(src, directory / f"linear_fp16_{in_features}_padded.onnx")
+    return src, dst
+
+
 # -- TensorRT ---------------------------------------------------------------------------------------
 
 def tensorrt_padding_study(original: Path, padded_path: Path, *, batch: int, in_features: int) -> dict:
@@ -375,8 +237,8 @@ def tensorrt_padding_study(original: Path, padded_path: Path, *, batch: int, in_
 
     Needs TensorRT and a GPU. Returns plain values for the notebook to print.
     """
-    from . import env
-    from . import trt as trt_tools
+    from .. import env
+    from .. import trt as trt_tools
 
     env.require("tensorrt")
     x = random_tensor((batch, in_features), device="cuda", dtype=torch.float16, seed=7)
@@ -396,8 +258,93 @@ def tensorrt_padding_study(original: Path, padded_path: Path, *, batch: int, in_
                                         warmup_ms=50, measure_ms=150) for _ in range(2)]
         finally:
             runner.close()
-    result["relative_error"] = max_relative_error(outputs["padded"], outputs["original"])
-    if not result["relative_error"] <= TOLERANCE["fp16"]:
-        raise AssertionError(f"the padded engine's output differs from the original's: {result['relative_error']:.3g}")
+    result["relative_error"] = checks.verify(outputs["padded"], outputs["original"],
+                                             "the padded engine's output against the original's", precision="fp16",
+                                             scope="op")
     result["comparison"] = bench.compare(runs["original"], runs["padded"])
     return result
+
+
+# -- the claims -------------------------------------------------------------------------------------
+
+@dataclass
+class AlignmentResults:
+    """What the lab measured, for :func:`claims`."""
+
+    base: int                                   # M = N = base; K swept around it
+    main: str                                   # the precision of the K and N sweeps
+    rows: list[dict]                            # :func:`common.cases.result_rows` of the sweep
+    onnx_results: Mapping[str, tuple[float, bool]]   # per graph kind: relative difference, bitwise equal
+    onnx_equal: bool                            # every padded graph within the FP32 tolerance
+    pad_comparison: bench.Comparison            # K padded (pad + GEMM) against K unpadded
+    pad_share_pct: float                        # the activation's pad, as a share of the padded call
+    fp8_error: str | None                       # what torch._scaled_mm said for a K not a multiple of 16
+    conv_comparison: bench.Comparison           # C_in = 64 against C_in = 63
+    attention_comparison: bench.Comparison      # the flattened 3-D bmm against the 4-D matmul
+    trt_study: dict | None                      # :func:`tensorrt_padding_study`; None without TensorRT
+
+    def ratio(self, precision: str, k: int, n: int | None = None) -> float:
+        """Rate of the (k, n) product over the aligned (base, base) one, same precision."""
+        by = {(r["precision"], r["k"], r["n"]): r for r in self.rows}
+        return by[(precision, k, n or self.base)]["tflop_per_s"] / by[(precision, self.base, self.base)]["tflop_per_s"]
+
+
+CLAIMS = {
+    "odd_k": "FP16 K = 4095 reaches less than half the rate of K = 4096",
+    "aligned_k": "FP16 K = 4104 (a multiple of 8) runs within 10% of K = 4096",
+    "odd_n": "FP16 N = 4095 is also slow (< half of N = 4096)",
+    "bf16": "BF16 K = 4095 reaches less than half the rate of K = 4096",
+    "tf32": "TF32 K = 4092 (multiple of 4) runs within 10% of K = 4096",
+    "pad_torch": "padding K 4095 -> 4096 in PyTorch, pad included, is significantly faster",
+    "fp8": "FP8 (torch._scaled_mm) refuses K not a multiple of 16",
+    "conv": "FP16 conv with C_in = 64 is significantly faster than C_in = 63 (channels_last)",
+    "batched": "4-D matmul and the flattened 3-D bmm run at the same speed (within 5% or the noise)",
+    "cpu": "on a CPU, K = 511 keeps at least 70% of K = 512's FP32 rate (alignment matters far less)",
+    "onnx": "graphsurgeon padding (Pad + zero weight rows) leaves the outputs unchanged (ONNX Runtime)",
+    "trt": "TensorRT builds the padded graph without reformat layers around the GEMM",
+}
+
+
+def claims(results: AlignmentResults, *, has_gpu: bool, has_fp8: bool,
+           lab_report: report.LabReport | None = None) -> report.LabReport:
+    """The lab's claims: misaligned K and N per precision, padding, FP8, convolution, batching, TensorRT."""
+    r, lab_report = results, lab_report or report.LabReport("07_matmul_tensor_cores")
+    base, main = r.base, r.main
+    lab_report.check(CLAIMS["onnx"], max(e for e, _ in r.onnx_results.values()), r.onnx_equal, fmt="{:.1e}",
+                     why="max relative difference, Gemm and MatMul graphs")
+    if has_gpu:
+        for key, precision, k, n, least, fmt in (
+                ("odd_k", main, base - 1, base, None, "{:.2f}x of K=4096"),
+                ("aligned_k", main, base + 8, base, 0.9, "{:.2f}x of K=4096"),
+                ("odd_n", main, base, base - 1, None, "{:.2f}x of N=4096"),
+                ("bf16", "bf16", base - 1, base, None, "{:.2f}x of K=4096"),
+                ("tf32", "tf32", base - 4, base, 0.9, "{:.2f}x of K=4096")):
+            ratio = r.ratio(precision, k, n)
+            lab_report.check(CLAIMS[key], ratio, ratio < 0.5 if least is None else ratio >= least, fmt=fmt)
+        pad = r.pad_comparison
+        lab_report.check(CLAIMS["pad_torch"], pad.speedup, pad.significant and pad.speedup > 1, fmt="{:.2f}x",
+                         why=f"pad is {r.pad_share_pct:.0f}% of the padded call; spread {pad.noise_pct:.1f}%")
+        if has_fp8 and r.fp8_error is not None:
+            refused = "16" in r.fp8_error
+            lab_report.check(CLAIMS["fp8"], float(refused), refused, fmt="{:.0f}", why=r.fp8_error[:48])
+        else:
+            lab_report.not_applicable(CLAIMS["fp8"], "FP8 tensor cores need compute capability 8.9+")
+        conv = r.conv_comparison
+        lab_report.check(CLAIMS["conv"], conv.speedup, conv.significant and conv.speedup > 1, fmt="{:.2f}x",
+                         why=f"spread {conv.noise_pct:.1f}%")
+        lab_report.not_applicable(CLAIMS["cpu"], "measured on the CPU run of this lab")
+    else:
+        for key in ("odd_k", "aligned_k", "odd_n", "bf16", "tf32", "pad_torch", "fp8", "conv"):
+            lab_report.not_applicable(CLAIMS[key], "tensor cores need an NVIDIA GPU; the CPU sweeps run in FP32 instead")
+        ratio = r.ratio("fp32", base - 1)
+        lab_report.check(CLAIMS["cpu"], ratio, ratio >= 0.7, fmt="{:.2f}x of K=512")
+    attention = r.attention_comparison
+    lab_report.check(CLAIMS["batched"], attention.speedup, abs(attention.difference_pct) <= max(5.0, attention.noise_pct),
+                     fmt="{:.2f}x", why=f"spread {attention.noise_pct:.1f}%")
+    if r.trt_study is not None:
+        reformats = len(r.trt_study["engines"]["padded"]["reformat_layers"])
+        lab_report.check(CLAIMS["trt"], reformats, reformats == 0, fmt="{:.0f} reformat layers",
+                         why=f"original engine: {len(r.trt_study['engines']['original']['reformat_layers'])}")
+    else:
+        lab_report.not_applicable(CLAIMS["trt"], "needs TensorRT (not installed); padding measured in PyTorch")
+    return lab_report

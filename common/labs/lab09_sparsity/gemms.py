@@ -1,25 +1,12 @@
-"""2:4 structured sparsity: the pattern, pruning with ModelOpt, fine-tuning, and sparse GEMMs against dense.
+"""Lab 09 (2:4 structured sparsity): a convolution as the GEMM a sparse kernel computes, and dense
+against 2:4 sparse FP16 products on a GPU.
 
-Introduced in lab 09 (2:4 structured sparsity). Sparse tensor cores (compute capability 8.0+) skip
-half of a weight matrix when every group of 4 consecutive weights along the *input* dimension holds
-at most 2 non-zeros: along ``in_features`` for a linear layer, along the input channels at each
-kernel position for a convolution. This module
-
-- checks that pattern (:func:`check_2_4`) and prunes to it by magnitude (:func:`prune_2_4`), the
-  reference the lab's exercises and tests compare ModelOpt against;
-- prunes a model with NVIDIA ModelOpt (``modelopt.torch.sparsity``: ``sparse_magnitude`` or
-  ``sparsegpt``), imported on first use only because the import is slow; ModelOpt keeps its mask
-  applied while the model is fine-tuned with :func:`common.training.train`, and
-  :func:`export_sparse` bakes it into plain ``nn`` modules. The digits model is tiny, so all of
-  this runs on the CPU on every machine;
-- writes a convolution as the GEMM a sparse kernel computes (K = kh * kw * C_in with the channels
-  innermost, so ModelOpt's groups along C_in stay groups of 4 consecutive weights);
-- builds checked dense and sparse (``torch.sparse.to_sparse_semi_structured``, cuSPARSELt or
-  CUTLASS backend, ``W @ X`` or ``F.linear(x, W)`` orientation) FP16 products on a GPU, timed with
-  ``common.matmul_alignment.measure_cases`` (interleaved passes of ``common.bench``), and the CPU
-  counterpart, a dense product with and without 50% zeros;
-- runs the TensorRT study (dense engine against ``BuildConfig(sparse_weights=True)``), reading
-  TensorRT's answer with :mod:`common.trt.sparsity`.
+A convolution is written as its implicit GEMM (K = kh * kw * C_in with the channels innermost, so
+ModelOpt's groups along C_in stay groups of 4 consecutive weights). The products are checked dense
+and sparse (``torch.sparse.to_sparse_semi_structured``, cuSPARSELt or CUTLASS backend, ``W @ X`` or
+``F.linear(x, W)`` orientation) FP16 cases, timed with :func:`common.cases.measure_cases`
+(interleaved passes of :mod:`common.bench`); the CPU counterpart is a dense product with and without
+50% zeros.
 """
 
 from __future__ import annotations
@@ -27,208 +14,21 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import io
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import bench, plots, training
-from .matmul_alignment import Case, checked, random_tensor, tf32_mode
+from common import bench, plots
+from common.cases import Case, checked, measure_cases, random_tensor, tf32_mode
 
-if TYPE_CHECKING:
-    from .datasets import Split
+from .pattern import is_2_4, prune_2_4
 
-GROUP, KEEP = 4, 2            # 2:4: at most KEEP non-zeros in every GROUP consecutive weights
-#: ‖out − ref‖ / ‖ref‖ accepted for an FP16 product, dense or 2:4 sparse, against the FP32 product of
-#: the same FP16 values: what remains is the order of the FP32 accumulation and the output's rounding.
-FP16_TOLERANCE = 5e-3
 BACKENDS = ("cuSPARSELt", "CUTLASS")
 FORMS = ("W @ X", "F.linear(x, W)")
-
-
-# -- the 2:4 pattern --------------------------------------------------------------------------------
-
-def groups_along_input(weight: torch.Tensor) -> torch.Tensor:
-    """The weight as rows of 4 consecutive weights along the input dimension, shape (groups, 4).
-
-    Linear (out, in): along ``in``. Convolution (out, in, *kernel): along ``in`` at each kernel position.
-    That is TensorRT's rule (Developer Guide, "Structured Sparsity": for weights [K, C, R, S], every 4
-    input channels of each (k, r, s) hold at least two zeros), and ModelOpt's magnitude pruning.
-    """
-    if weight.dim() < 2:
-        raise ValueError(f"a weight of shape {tuple(weight.shape)} has no input dimension (need 2-D or more)")
-    w = weight.detach()
-    if w.dim() > 2:
-        w = w.movedim(1, -1)                     # (out, *kernel, in): input channels innermost
-    if w.shape[-1] % GROUP:
-        raise ValueError(f"input dimension {w.shape[-1]} is not a multiple of {GROUP}: 2:4 groups cannot tile it")
-    return w.reshape(-1, GROUP)
-
-
-def groups_in_memory_order(weight: torch.Tensor) -> torch.Tensor:
-    """Rows of 4 consecutive weights in the weight's memory order (a convolution flattened to
-    (out, in * kh * kw), kernel positions innermost): the *wrong* grouping for a convolution, shown
-    in lab 09 because a pruner that uses it produces masks sparse convolution kernels cannot use."""
-    flat = weight.detach().reshape(weight.shape[0], -1)
-    if flat.shape[1] % GROUP:
-        raise ValueError(f"{flat.shape[1]} weights per output are not a multiple of {GROUP}")
-    return flat.reshape(-1, GROUP)
-
-
-@dataclass(frozen=True)
-class PatternCheck:
-    """How a weight fares against the 2:4 rule."""
-
-    groups: int
-    violating_groups: int       # groups of 4 with more than 2 non-zeros
-    zero_fraction: float
-
-    @property
-    def ok(self) -> bool:
-        return self.violating_groups == 0
-
-
-def check_2_4(weight: torch.Tensor, along: str = "input") -> PatternCheck:
-    """Count the groups of 4 that hold more than 2 non-zeros: along the input dimension (the rule sparse
-    kernels follow) or, with ``along="memory"``, in memory order (see :func:`groups_in_memory_order`)."""
-    if along not in ("input", "memory"):
-        raise ValueError(f"along must be 'input' or 'memory', got {along!r}")
-    groups = groups_along_input(weight) if along == "input" else groups_in_memory_order(weight)
-    nonzeros = (groups != 0).sum(dim=1)
-    return PatternCheck(groups=groups.shape[0], violating_groups=int((nonzeros > KEEP).sum()),
-                        zero_fraction=float((groups == 0).float().mean()))
-
-
-def is_2_4(weight: torch.Tensor) -> bool:
-    """Whether every group of 4 consecutive weights along the input dimension has at most 2 non-zeros."""
-    return check_2_4(weight).ok
-
-
-def magnitude_mask_2_4(weight: torch.Tensor) -> torch.Tensor:
-    """Boolean mask keeping the 2 largest-magnitude weights of every group of 4 along the input dimension."""
-    groups = groups_along_input(weight)
-    keep = groups.abs().topk(KEEP, dim=1).indices
-    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, keep, True)
-    if weight.dim() > 2:
-        moved = weight.movedim(1, -1).shape
-        return mask.reshape(moved).movedim(-1, 1)
-    return mask.reshape(weight.shape)
-
-
-def prune_2_4(weight: torch.Tensor) -> torch.Tensor:
-    """`weight` with the 2 smallest-magnitude weights of every group of 4 (along the input) set to zero."""
-    return weight * magnitude_mask_2_4(weight)
-
-
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Linear | nn.Conv2d]]:
-    """The model's linear and convolution layers, by name: what 2:4 sparsity can apply to."""
-    found: list[tuple[str, nn.Linear | nn.Conv2d]] = []
-    for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv2d)):
-            found.append((name, module))
-    return found
-
-
-def _broken_groups(weight: torch.Tensor, along: str) -> int | str:
-    try:
-        return check_2_4(weight, along).violating_groups
-    except ValueError:                          # a dimension groups of 4 cannot tile
-        return "-"
-
-
-def pattern_rows(model: nn.Module) -> list[dict]:
-    """Per weight layer: shape, share of zeros, groups of 4 holding more than 2 non-zeros (along the
-    input dimension, and in memory order), and whether the layer is pruned to 2:4 along its input.
-
-    With a ModelOpt-sparsified model, ``module.weight`` is the masked weight (ModelOpt applies the mask
-    on every access), so this reads what the layer computes with.
-    """
-    rows = []
-    for name, module in weight_layers(model):
-        weight = module.weight.detach()
-        zeros = float((weight == 0).float().mean())
-        broken = _broken_groups(weight, "input")
-        rows.append({"layer": name, "type": type(module).__name__.replace("Sparse", ""),
-                     "weight_shape": "x".join(str(d) for d in weight.shape),
-                     "zeros_pct": round(100.0 * zeros, 1),
-                     "broken_along_input": broken,
-                     "broken_in_memory_order": _broken_groups(weight, "memory"),
-                     "pruned_2_4": broken == 0 and zeros >= 0.5})
-    return rows
-
-
-def pruned_layers(model: nn.Module) -> list[str]:
-    """Names of the layers whose weights are 2:4 sparse (at least half zeros, no group broken)."""
-    return [row["layer"] for row in pattern_rows(model) if row["pruned_2_4"]]
-
-
-# -- ModelOpt ------------------------------------------------------------------------------------------
-
-def _modelopt_sparsity():
-    """``modelopt.torch.sparsity``, imported on first use: the import takes seconds."""
-    import modelopt.torch.sparsity as mts
-
-    return mts
-
-
-@dataclass
-class Pruned:
-    """A ModelOpt-sparsified copy of a model (mask enforced on every forward) and what ModelOpt skipped."""
-
-    model: nn.Module
-    mode: str
-    seconds: float
-    skipped: list[str] = field(default_factory=list)   # ModelOpt's own "Skipping ..." messages
-
-
-def modelopt_sparsify(model: nn.Module, mode: str = "sparse_magnitude", calibration: "Split | None" = None,
-                      batch_size: int = 64) -> Pruned:
-    """Prune a CPU copy of `model` to 2:4 with ModelOpt (`mode` "sparse_magnitude" or "sparsegpt").
-
-    SparseGPT updates the kept weights from the layer inputs' statistics, gathered by a forward pass
-    over `calibration` (required for it). ModelOpt's progress lines are kept off the notebook; the
-    layers it leaves dense (it needs out % 8 == 0 and in % 16 == 0) come back in ``skipped``.
-    """
-    if mode not in ("sparse_magnitude", "sparsegpt"):
-        raise ValueError(f"mode must be 'sparse_magnitude' or 'sparsegpt', got {mode!r}")
-    if mode == "sparsegpt" and calibration is None:
-        raise ValueError("SparseGPT needs calibration data: pass calibration=dataset.calib")
-    mts = _modelopt_sparsity()
-    pruned = copy.deepcopy(model).cpu().eval()
-    config: dict[str, Any] = {}
-    if calibration is not None and mode == "sparsegpt":
-        def forward_loop(m: nn.Module) -> None:
-            with torch.no_grad():
-                for images, _ in calibration.batches(batch_size):
-                    m(images)
-        config["forward_loop"] = forward_loop
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("always")
-        with bench.wall_timer() as timer:
-            pruned = mts.sparsify(pruned, mode, config=config or None)
-    skipped = list(dict.fromkeys(str(w.message) for w in caught if "Skipping" in str(w.message)))
-    return Pruned(pruned.eval(), mode, timer.seconds, skipped)
-
-
-def export_sparse(model: nn.Module) -> nn.Module:
-    """ModelOpt's ``mts.export``: the mask baked into the weights, plain ``nn`` modules again.
-
-    After this, training would no longer keep the zeros: export after fine-tuning.
-    """
-    with contextlib.redirect_stdout(io.StringIO()):
-        return _modelopt_sparsity().export(model)
-
-
-def accuracy_row(stage: str, model: nn.Module, split: "Split") -> dict:
-    """Test accuracy of `model` on `split` with its sample size and one binomial standard error."""
-    acc = training.accuracy(model, split)
-    n = len(split)
-    return {"stage": stage, "accuracy_pct": acc, "n": n, "std_error_pts": training.standard_error_points(acc, n)}
 
 
 # -- a convolution as the GEMM a (sparse) kernel computes ------------------------------------------
@@ -407,7 +207,7 @@ def gemm_cases(shape: GemmShape, *, device: str, backends: Sequence[str], forms:
             except (RuntimeError, NotImplementedError) as exc:
                 refused[f"{backend}, {form}"] = _first_line(exc)
                 continue
-            cases.append(checked(case, _as_tokens_by_outputs(form, out), reference, FP16_TOLERANCE, relative_error))
+            cases.append(checked(case, _as_tokens_by_outputs(form, out), reference, error=relative_error))
     return cases, refused
 
 
@@ -429,7 +229,6 @@ def zeros_cases(shape: GemmShape, *, device: str, dtype: torch.dtype, seed: int 
     precision = {torch.float16: "fp16", torch.float32: "fp32"}[dtype]
     weight = random_tensor((shape.n, shape.k), device=device, dtype=torch.float32, seed=seed) * shape.k ** -0.5
     x = random_tensor((shape.m, shape.k), device=device, dtype=torch.float32, seed=seed + 1)
-    tolerance = FP16_TOLERANCE if dtype == torch.float16 else 1e-5
     cases = []
     for label, w in (("random weight", weight), ("2:4-pruned weight (50% zeros)", prune_2_4(weight))):
         w_run, x_run = w.to(dtype), x.to(dtype)
@@ -438,7 +237,7 @@ def zeros_cases(shape: GemmShape, *, device: str, dtype: torch.dtype, seed: int 
         case = Case(f"{shape.label} dense, {label}", precision, functools.partial(F.linear, x_run, w_run),
                     shape.flops, params={"gemm": shape.label, "n": shape.n, "k": shape.k, "m": shape.m,
                                          "weight": label})
-        cases.append(checked(case, case.fn(), reference, tolerance, relative_error))
+        cases.append(checked(case, case.fn(), reference, error=relative_error))
     return cases
 
 
@@ -526,6 +325,39 @@ def model_layer_cases(model: nn.Module, names: Sequence[str], images: torch.Tens
     return cases, refused, conv_errors
 
 
+@dataclass
+class LayerStudy:
+    """The pruned convolutions of one or more models as dense and sparse GEMMs, timed together."""
+
+    cases: list[Case]
+    refused: dict[str, dict[str, str]]     # per model tag: what a backend refused, and why
+    conv_errors: dict[str, float]          # per GEMM: its relative error against the convolution
+    runs: dict[str, list[bench.Measurement]]
+    speed: list[dict] = field(default_factory=list)            # speedup_rows, variant "digits CNN layers, ..."
+    best: dict[str, bench.Comparison] = field(default_factory=dict)   # per GEMM: best sparse vs best dense
+    flops: dict[str, int] = field(default_factory=dict)        # per GEMM
+
+
+def layer_study(models: Mapping[str, tuple[nn.Module, torch.Tensor]], names: Sequence[str], *, device: str,
+                backends: Sequence[str], warmup_ms: float, measure_ms: float) -> LayerStudy:
+    """:func:`model_layer_cases` for each (model, images) by tag, all cases timed in the same interleaved
+    passes; per GEMM the speedup rows and the fastest sparse case against the fastest dense one."""
+    cases: list[Case] = []
+    refused: dict[str, dict[str, str]] = {}
+    conv_errors: dict[str, float] = {}
+    for tag, (model, images) in models.items():
+        found, refused[tag], errors = model_layer_cases(model, names, images, device=device, backends=backends, tag=tag)
+        cases += found
+        conv_errors.update(errors)
+    runs = measure_cases(cases, device=device, warmup_ms=warmup_ms, measure_ms=measure_ms, desc="layers")
+    speed = speedup_rows(cases, runs)
+    for row in speed:
+        row["variant"] = f"digits CNN layers, {row['variant']}"
+    flops = {c.params["gemm"]: c.flops for c in cases if c.params["backend"] != "dense"}
+    best = {gemm: best_against_best(cases, runs, gemm) for gemm in flops}
+    return LayerStudy(cases, refused, conv_errors, runs, speed, best, flops)
+
+
 # -- figures ----------------------------------------------------------------------------------------
 
 def speedup_plot(rows: Sequence[dict], *, title: str, path: str | Path, ylabel: str,
@@ -547,48 +379,3 @@ def speedup_plot(rows: Sequence[dict], *, title: str, path: str | Path, ylabel: 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return plots.finish_figure(fig, [*rows, *points], path)
-
-
-# -- TensorRT ---------------------------------------------------------------------------------------
-
-def tensorrt_sparsity_study(onnx_path: Path, images: torch.Tensor, *, warmup_ms: float = 50,
-                            measure_ms: float = 150) -> dict:
-    """Build the FP16 ONNX at `onnx_path` dense and with ``sparse_weights=True``; per engine: the build
-    log's "(Sparsity)" lines, the inspector's view of each layer, an output check against the dense
-    engine, each engine's predicted classes, and two timing passes. `images` (FP16, NCHW, on the GPU) is
-    the batch it runs.
-
-    Needs TensorRT and a GPU. Built without the engine cache so that the build log is there to read.
-    """
-    from . import env
-    from . import trt as trt_tools
-    from .trt import sparsity as trt_sparsity
-
-    env.require("tensorrt")
-    batch, sample = images.shape[0], tuple(images.shape[1:])
-    result: dict[str, Any] = {"backend": f"TensorRT {trt_tools.version()}", "batch": batch, "engines": {}}
-    outputs, runs = {}, {}
-    for name, sparse in (("dense", False), ("sparse_weights", True)):
-        config = trt_tools.BuildConfig(profiles=(trt_tools.batch_profile("input", sample, 1, batch, batch),),
-                                       sparse_weights=sparse)
-        build = trt_tools.build_engine(onnx_path, config, cache=False, verbose=True)
-        runner = trt_tools.EngineRunner(build.engine)
-        try:
-            outputs[name] = runner.run({"input": images})["output"].float()
-            info = trt_tools.inspect_engine(build.engine, runner.context(0))
-            result["engines"][name] = {
-                "build_s": build.build_seconds,
-                "log": trt_sparsity.parse_build_log(text for _, text in build.log.records),
-                "layers": trt_sparsity.layer_sparsity(info),
-            }
-            runs[name] = [bench.measure(lambda: runner.enqueue(0), name=f"TensorRT {name}", backend=result["backend"],
-                                        batch_size=batch, device="cuda", stream=runner.stream(0),
-                                        warmup_ms=warmup_ms, measure_ms=measure_ms) for _ in range(2)]
-        finally:
-            runner.close()
-    result["predictions"] = {name: out.argmax(dim=1).cpu() for name, out in outputs.items()}
-    result["relative_error"] = relative_error(outputs["sparse_weights"], outputs["dense"])
-    if not result["relative_error"] <= FP16_TOLERANCE:
-        raise AssertionError(f"the sparse engine's output differs from the dense engine's: {result['relative_error']:.3g}")
-    result["comparison"] = bench.compare(runs["dense"], runs["sparse_weights"])
-    return result

@@ -1,0 +1,33 @@
+"""Lab 04 (shape changes): what the first run after a shape or profile change costs, and how to keep
+it off the serving path.
+
+The lab imports this package as ``from common.labs import lab04_shape_changes as lab``; its parts:
+
+- :mod:`.switching`: targets, the switching study (:func:`switch_study`) and its summary
+  (:class:`FirstRunSummary`), PyTorch and ONNX Runtime targets, references, the distribution plot;
+- :mod:`.recompiles`: `torch.compile`'s recompiles per new shape, static against dynamic
+  (:func:`compile_study`);
+- :mod:`.tensorrt_path`: TensorRT targets over a :class:`common.trt.EngineRunner` (a shape change, a
+  profile switch, one context per profile), their memory and the width of profiles;
+- :mod:`.claims`: the claims, one function per section (:func:`switch_claims`,
+  :func:`compile_claims`, :func:`tensorrt_claims`).
+"""
+
+from .claims import (COMPILE_CLAIMS, LAB, NEW_SHAPE_CLAIM, SEEN_SHAPES_CLAIM, TRT_CLAIMS, compile_claims,
+                     switch_claims, tensorrt_claims)
+from .recompiles import CompileStudy, compile_steady_rows, compile_study, eager_steady, graphs_compiled
+from .switching import (FIRST, NOTICEABLE, STEADY, FirstRunSummary, SwitchStudy, Target, alternating, cnn_inputs,
+                        distribution_plot, geometric_mean, ort_targets, reference_outputs, relative_errors,
+                        switch_study, timed_call_ms, tolerance, torch_outputs, torch_targets)
+from .tensorrt_path import (HOW, Binding, build_summary, engine_outputs, profile_index_for, profile_width_study,
+                            trt_memory_rows, trt_switch_studies, trt_targets, verify_engines)
+
+__all__ = [
+    "COMPILE_CLAIMS", "FIRST", "HOW", "LAB", "NEW_SHAPE_CLAIM", "NOTICEABLE", "SEEN_SHAPES_CLAIM", "STEADY",
+    "TRT_CLAIMS", "Binding", "CompileStudy", "FirstRunSummary", "SwitchStudy", "Target", "alternating",
+    "build_summary", "cnn_inputs", "compile_claims", "compile_steady_rows", "compile_study", "distribution_plot",
+    "eager_steady", "engine_outputs", "geometric_mean", "graphs_compiled", "ort_targets", "profile_index_for",
+    "profile_width_study", "reference_outputs", "relative_errors", "switch_claims", "switch_study",
+    "tensorrt_claims", "timed_call_ms", "tolerance", "torch_outputs", "torch_targets", "trt_memory_rows",
+    "trt_switch_studies", "trt_targets", "verify_engines",
+]

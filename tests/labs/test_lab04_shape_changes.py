@@ -1,0 +1,441 @@
+"""Lab 04 (shape changes): switching studies, their summaries, torch.compile recompiles, TensorRT targets,
+and every claim.
+
+The TensorRT targets are driven here by a stand-in runner that records the calls EngineRunner
+would receive, so which TensorRT call a switch makes (a shape, a profile, none) is checked on a CPU.
+"""
+
+import time
+import types
+
+import matplotlib
+import pytest
+import torch
+
+from common import bench, checks, models, report
+from common import onnx as onnx_tools
+from common.labs import lab04_shape_changes as lab
+from common.trt.buffers import ShapeError
+
+matplotlib.use("Agg")
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def sleeper(ms):
+    return lambda: time.sleep(ms / 1e3)
+
+
+class SlowAfterSwitch:
+    """A target whose first run after its switch takes `first_ms`, later runs `steady_ms`."""
+
+    def __init__(self, first_ms, steady_ms):
+        self.first_ms, self.steady_ms, self.fresh = first_ms, steady_ms, False
+
+    def switch(self):
+        self.fresh = True
+
+    def run(self):
+        time.sleep((self.first_ms if self.fresh else self.steady_ms) / 1e3)
+        self.fresh = False
+
+
+def test_timed_call_ms_times_the_call_on_cpu():
+    assert lab.timed_call_ms(sleeper(20)) >= 19
+
+
+def test_alternating_visits_keys_in_turn():
+    assert lab.alternating(["a", "b"], 3) == ["a", "b", "a", "b", "a", "b"]
+    with pytest.raises(ValueError, match="two keys"):
+        lab.alternating(["a"], 3)
+
+
+def test_switch_study_records_first_and_steady_runs_per_visit():
+    slow = [SlowAfterSwitch(12, 2), SlowAfterSwitch(14, 3)]
+    targets = {k: lab.Target(run=t.run, switch=t.switch) for k, t in zip("ab", slow)}
+    study = lab.switch_study("fake", "test", targets, lab.alternating("ab", 4), steady_runs=3)
+    assert study.device == "cpu" and study.keys == ["a", "b"]
+    assert len(study.rows) == 8 * (1 + 3)
+    assert len(study.times_ms(lab.FIRST)) == 8 and len(study.times_ms(lab.STEADY, "b")) == 12
+    summary = study.summary()
+    assert summary.slower and not summary.within_steady
+    assert 3 < summary.ratio < 8           # 12/2 and 14/3, give or take the sleep's overshoot
+    assert summary.excess_ms.median == pytest.approx(10.5, abs=3)
+    row = summary.row()
+    assert row["switches"] == 8 and row["ratio"] == summary.ratio
+    assert "8 switches" in summary.band()
+
+
+def test_switch_study_without_a_switch_cost_stays_within_steady():
+    targets = {k: lab.Target(run=sleeper(3)) for k in "ab"}
+    summary = lab.switch_study("flat", "test", targets, lab.alternating("ab", 6), steady_runs=3).summary()
+    assert summary.within_steady
+    assert summary.ratio == pytest.approx(1.0, abs=0.3)
+
+
+def test_switch_study_rejects_unknown_keys_and_zero_steady_runs():
+    targets = {"a": lab.Target(run=sleeper(0))}
+    with pytest.raises(KeyError, match="no target"):
+        lab.switch_study("x", "test", targets, ["a", "b"])
+    with pytest.raises(ValueError, match="steady_runs"):
+        lab.switch_study("x", "test", targets, ["a"], steady_runs=0)
+
+
+def test_per_key_rows_give_one_point_per_batch():
+    targets = {1: lab.Target(run=sleeper(1)), 4: lab.Target(run=sleeper(4))}
+    rows = lab.switch_study("new", "test", targets, [1, 4], steady_runs=2).per_key_rows()
+    assert [r["key"] for r in rows] == [1, 4]
+    assert rows[1]["steady_ms"] > rows[0]["steady_ms"]
+
+
+def test_eager_and_onnx_runtime_targets_serve_each_batch(tmp_path):
+    model = models.build("resnet18", "small")
+    inputs = lab.cnn_inputs("resnet18", "small", [1, 3], device="cpu", dtype=torch.float32)
+    assert [tuple(x.shape)[0] for x in inputs.values()] == [1, 3]
+    path = onnx_tools.export(model, inputs[3], tmp_path / "r18.onnx")
+    session = onnx_tools.ort_session(path)
+    reference = lab.reference_outputs("resnet18", "small", [1, 3])
+    eager = lab.relative_errors(lab.torch_outputs(model, inputs), reference)
+    ort = lab.relative_errors({b: onnx_tools.ort_run(session, x) for b, x in inputs.items()}, reference)
+    assert max(eager.values()) < 1e-5 and max(ort.values()) < 1e-4
+    for targets in (lab.torch_targets(model, inputs),
+                    lab.ort_targets(session, {b: x.numpy() for b, x in inputs.items()})):
+        study = lab.switch_study("new shapes", "test", targets, [1, 3], steady_runs=2)
+        assert len(study.visits()) == 2 and all(v["steady_median_ms"] > 0 for v in study.visits())
+
+
+def test_compile_study_counts_recompiles_static_against_dynamic():
+    model = models.build("transformer", "small")
+    batches = [2, 4, 8]
+    inputs = {b: models.example_input("transformer", b, "small") for b in batches}
+    reference = lab.reference_outputs("transformer", "small", batches)
+    kwargs = dict(tolerance=1e-4, backend="eager", passes=2, warmup_ms=2, measure_ms=5)
+    static = lab.compile_study(model, inputs, reference, dynamic=False, **kwargs)
+    dynamic = lab.compile_study(model, inputs, reference, dynamic=True, **kwargs)
+    assert static.graphs == [1, 1, 1]       # a graph per new shape
+    assert dynamic.graphs == [1, 0, 0]      # one symbolic graph serves every later shape
+    assert static.label == "torch.compile (dynamic=False)"
+    assert all(len(runs) == 2 for runs in static.steady.values()) and static.steady_median_ms(8) > 0
+    assert all(r["relative_error"] < 1e-4 for r in static.rows + dynamic.rows)
+
+
+def test_compile_study_refuses_to_time_wrong_outputs():
+    model = models.build("transformer", "small")
+    inputs = {2: models.example_input("transformer", 2, "small")}
+    wrong = {2: torch.zeros(2, *models.spec("transformer", "small").sample_shape) + 1}
+    with pytest.raises(AssertionError, match="relative error"):
+        lab.compile_study(model, inputs, wrong, dynamic=False, tolerance=1e-2, backend="eager")
+
+
+def test_profile_index_for_picks_the_profile_holding_the_shape():
+    ranges = [((1, 3), (4, 3), (8, 3)), ((16, 3), (32, 3), (64, 3))]
+    assert lab.profile_index_for(ranges, (8, 3)) == 0
+    assert lab.profile_index_for(ranges, (16, 3)) == 1
+    with pytest.raises(ShapeError, match="no profile holds shape"):
+        lab.profile_index_for(ranges, (12, 3))
+
+
+class FakeRunner:
+    """The EngineRunner calls trt_targets makes, recorded (CPU tensors, no streams)."""
+
+    def __init__(self, engine=None, *, num_contexts=1):
+        self.num_contexts = num_contexts
+        self.calls = []
+        self.shapes = [None] * num_contexts
+        self.contexts = [type("Context", (), {"active_optimization_profile": 0})() for _ in range(num_contexts)]
+        self.specs = {"input": type("Spec", (), {"profile_shapes": (((1, 2), (4, 2), (8, 2)),
+                                                                    ((16, 2), (32, 2), (64, 2)))})()}
+        self.device_memory_bytes = 1000
+
+    def context(self, ctx=0):
+        return self.contexts[ctx]
+
+    def set_optimization_profile(self, ctx, profile):
+        self.calls.append(("profile", ctx, profile))
+        self.contexts[ctx].active_optimization_profile = profile
+
+    def set_input_shapes(self, shapes, ctx=0):
+        self.calls.append(("shape", ctx, tuple(shapes["input"])))
+        self.shapes[ctx] = tuple(shapes["input"])
+
+    def inputs(self, ctx=0):
+        return {"input": torch.empty(self.shapes[ctx])}
+
+    def stream(self, ctx=0):
+        return None
+
+    def enqueue(self, ctx=0):
+        self.calls.append(("enqueue", ctx))
+
+    def synchronize(self, ctx=0):
+        pass
+
+    def device_memory_bytes_for_profile(self, profile):
+        return 100 * (profile + 1)
+
+    def io_buffer_bytes(self, ctx=0):
+        return 10
+
+
+BINDINGS = {"a": (0, {"input": (4, 2)}), "b": (0, {"input": (8, 2)}), "c": (1, {"input": (32, 2)})}
+
+
+def test_trt_shape_targets_switch_with_set_input_shape_only():
+    runner = FakeRunner()
+    targets = lab.trt_targets(runner, {k: BINDINGS[k] for k in "ab"}, "shape")
+    runner.calls.clear()
+    targets["b"].switch()
+    targets["b"].run()
+    assert runner.calls == [("shape", 0, (8, 2)), ("enqueue", 0)]
+    with pytest.raises(ValueError, match="one profile"):
+        lab.trt_targets(FakeRunner(), BINDINGS, "shape")
+
+
+def test_trt_profile_targets_switch_profile_before_shape():
+    runner = FakeRunner()
+    targets = lab.trt_targets(runner, {k: BINDINGS[k] for k in "ac"}, "profile")
+    runner.calls.clear()
+    targets["a"].switch()
+    targets["c"].switch()
+    assert runner.calls == [("profile", 0, 0), ("shape", 0, (4, 2)), ("profile", 0, 1), ("shape", 0, (32, 2))]
+
+
+def test_trt_context_targets_bind_once_and_switch_nothing():
+    runner = FakeRunner(num_contexts=2)
+    targets = lab.trt_targets(runner, {k: BINDINGS[k] for k in "ac"}, "contexts")
+    assert ("profile", 1, 1) in runner.calls and ("shape", 1, (32, 2)) in runner.calls
+    runner.calls.clear()
+    targets["c"].switch()
+    targets["c"].run()
+    assert runner.calls == [("enqueue", 1)]
+    with pytest.raises(ValueError, match="num_contexts=3"):
+        lab.trt_targets(FakeRunner(num_contexts=2), BINDINGS, "contexts")
+
+
+def test_trt_switch_studies_serve_the_pairs_three_ways(monkeypatch):
+    import common.trt
+
+    monkeypatch.setattr(common.trt, "EngineRunner", FakeRunner)
+    studies, memory = lab.trt_switch_studies(object(), "fake", "TensorRT (fake)", "input", (2,),
+                                                shape_pair=(4, 8), profile_pair=(8, 32), cycles=2, steady_runs=1)
+    assert list(studies) == ["set_input_shape", "profile switch", "context per profile"]
+    assert studies["set_input_shape"].keys == [4, 8] and studies["profile switch"].keys == [8, 32]
+    assert all(len(s.visits()) == 4 for s in studies.values())
+    assert list(memory) == ["one context, switching profiles", "one context per profile"]
+    assert memory["one context per profile"][-1]["what"] == "total for 2 context(s)"
+
+
+def test_engine_outputs_and_profile_width_study_pick_the_profile_holding_each_batch():
+    class Runner(FakeRunner):
+        def run(self, feed, ctx=0):
+            self.set_input_shapes(feed, ctx)
+            return {"output": feed["input"] * 2}
+
+    narrow, wide = Runner(), Runner()
+    wide.specs = {"input": type("Spec", (), {"profile_shapes": (((1, 2), (16, 2), (64, 2)),)})()}
+    outputs = lab.engine_outputs(narrow, {4: torch.ones(4, 2), 32: torch.ones(32, 2)})
+    assert ("profile", 0, 1) in narrow.calls and outputs[32].shape == (32, 2) and float(outputs[4][0, 0]) == 2
+    rows = lab.profile_width_study(narrow, wide, "input", (2,), [4, 32], warmup_ms=1, measure_ms=2)
+    assert [r["narrow_profile"] for r in rows] == ["0: 1..8 opt 4", "1: 16..64 opt 32"]
+    assert all(r["wide_ms"] > 0 and r["narrow_ms"] > 0 and "vs" in r["verdict"] for r in rows)
+    assert not any(call[0] == "profile" for call in wide.calls)   # one profile: never switched
+
+
+def test_trt_memory_rows_add_up_per_context():
+    rows = lab.trt_memory_rows(FakeRunner(num_contexts=2), "input")
+    by_what = {r["what"]: r["bytes"] for r in rows}
+    assert by_what["activation memory profile 1 needs (get_device_memory_size_for_profile_v2)"] == 200
+    assert by_what["total for 2 context(s)"] == 2 * 1000 + 2 * 10
+
+
+def test_distribution_plot_writes_png_and_csv(tmp_path):
+    targets = {k: lab.Target(run=sleeper(1)) for k in "ab"}
+    studies = [lab.switch_study(name, "test", targets, lab.alternating("ab", 2), steady_runs=2)
+               for name in ("one", "two")]
+    png = lab.distribution_plot(studies, title="t", path=tmp_path / "dist", show=False)
+    assert png.exists() and png.suffix == ".png"
+    lines = (tmp_path / "dist.csv").read_text().splitlines()
+    assert lines[0] == "study,backend,kind,ratio" and len(lines) == 1 + 2 * (4 + 4 * 2)
+
+
+def test_geometric_mean():
+    assert lab.geometric_mean([1.0, 4.0]) == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="positive"):
+        lab.geometric_mean([1.0, 0.0])
+
+
+@needs_gpu
+def test_cuda_targets_time_with_events_on_their_stream():
+    model = models.build("resnet18", "small").cuda().half()
+    inputs = lab.cnn_inputs("resnet18", "small", [2, 4], device="cuda", dtype=torch.float16)
+    stream = torch.cuda.Stream()
+    study = lab.switch_study("gpu", "test", lab.torch_targets(model, inputs, stream),
+                                lab.alternating([2, 4], 2), steady_runs=2)
+    assert study.device == "cuda" and all(r["latency_ms"] > 0 for r in study.rows)
+    assert isinstance(study.summary().first_ratio, bench.Stats)
+
+
+def test_eager_steady_measures_each_batch_twice_on_cpu():
+    model = models.build("transformer", "small")
+    inputs = {b: models.example_input("transformer", b, "small") for b in (2, 4)}
+    runs = lab.eager_steady(model, inputs, None, warmup_ms=2, measure_ms=5)
+    assert list(runs) == [2, 4] and all(len(ms) == 2 for ms in runs.values())
+    assert runs[4][0].batch_size == 4 and runs[2][0].backend == "PyTorch eager (cpu, fp32)"
+
+
+def test_build_summary_names_cached_engines():
+    builds = {"edge-mask on": types.SimpleNamespace(from_cache=False, build_seconds=61.25, plan_size_bytes=3 * 2**20),
+              "wide profile": types.SimpleNamespace(from_cache=True, build_seconds=40.0, plan_size_bytes=2**20)}
+    assert lab.build_summary(builds, "11.4").splitlines() == [
+        "TensorRT 11.4 edge-mask on : build   61.2 s; plan 3.0 MiB",
+        "TensorRT 11.4 wide profile : build   40.0 s (engine from the cache: the time of its original build); "
+        "plan 1.0 MiB"]
+
+
+@needs_gpu
+def test_verify_engines_refuses_an_engine_that_disagrees(monkeypatch):
+    import common.trt
+
+    model = models.build("resnet18", "small").cuda().half().eval()
+
+    class Runner(FakeRunner):
+        wrong = False
+
+        def run(self, feed, ctx=0):
+            with torch.inference_mode():
+                out = model(feed["input"])
+            return {"output": torch.zeros_like(out) if self.wrong else out}
+
+    class WrongRunner(Runner):
+        wrong = True
+
+    engines = {"good": types.SimpleNamespace(engine=Runner), "bad": types.SimpleNamespace(engine=WrongRunner)}
+    monkeypatch.setattr(common.trt, "EngineRunner", lambda engine: engine())
+    worst = lab.verify_engines({"good": engines["good"]}, "resnet18", "small", [2, 16])
+    assert list(worst) == ["good"] and worst["good"] <= lab.tolerance("fp16")
+    with pytest.raises(checks.VerificationError, match="TensorRT engine 'bad' at batch 2"):
+        lab.verify_engines(engines, "resnet18", "small", [2, 16])
+
+
+# -- claims ------------------------------------------------------------------------------------------
+
+STEADY_MS = [1.0, 1.02, 0.98, 1.01, 0.99]
+SLOW = [(300.0, STEADY_MS)] * 6      # each first run costs 300 steady ones
+FLAT = [(1.0, STEADY_MS)] * 6        # a first run like any steady one
+
+
+def _study(visits, backend="PyTorch eager (cpu, fp32)", label="study"):
+    study = lab.SwitchStudy(label, backend, "cpu")
+    for step, (first_ms, steady_ms) in enumerate(visits):
+        study.rows.append({"step": step, "key": step % 2, "kind": lab.FIRST, "latency_ms": first_ms,
+                           "switch_host_ms": 0.1})
+        study.rows += [{"step": step, "key": step % 2, "kind": lab.STEADY, "latency_ms": t, "switch_host_ms": 0.0}
+                       for t in steady_ms]
+    return study
+
+
+def _statuses(lab_report):
+    return [(c.claim, c.status, c.measured) for c in lab_report.claims]
+
+
+def test_switch_claims_judge_new_and_seen_studies_only():
+    eager, ort = "PyTorch eager (cpu, fp32)", "ONNX Runtime (cpu, fp32)"
+    studies = {f"{eager}: new": _study(SLOW, eager), f"{eager}: seen": _study(FLAT, eager),
+               f"{ort}: new": _study(FLAT, ort), f"{ort}: seen": _study(SLOW, ort),
+               "TensorRT: set_input_shape": _study(SLOW, "TensorRT 11.4")}
+    lab_report = lab.switch_claims(studies)
+    assert _statuses(lab_report) == [
+        (f"{eager}: the first run at a new batch size is slower than steady state", report.HOLDS, "300.00x (median)"),
+        (f"{eager}: switching between batch sizes already seen costs nothing measurable", report.HOLDS, "1.00x (median)"),
+        (f"{ort}: the first run at a new batch size is slower than steady state", report.FAILS, "1.00x (median)"),
+        (f"{ort}: switching between batch sizes already seen costs nothing measurable", report.FAILS, "300.00x (median)")]
+    assert lab_report.claims[0].why == "first/steady p10-p90 300.00-300.00x over 6 switches; steady runs p90 1.02x"
+
+
+def _measurements(ms, batch):
+    stats = bench.Stats.of([ms])
+    return [bench.Measurement("m", "m", "cuda", batch, stats, stats, ms, 10, 1.0, "cuda-events")] * 2
+
+
+def _compile_study(dynamic, graphs, first_call_s, steady_ms=0.3):
+    rows = [{"batch": b, "first_call_s": s, "new_graphs": g, "cache_hits": 0}
+            for b, g, s in zip((4, 16, 64), graphs, first_call_s)]
+    return lab.CompileStudy(dynamic, rows, {r["batch"]: _measurements(steady_ms, r["batch"]) for r in rows})
+
+
+def _steady_rows(speedups_significant):
+    return [{"batch": b, "static_speedup": s, "significant": sig} for b, (s, sig) in zip((4, 16, 64), speedups_significant)]
+
+
+def test_compile_claims_hold():
+    compiled = {False: _compile_study(False, [1, 1, 1], [3.9, 3.9, 3.2]),
+                True: _compile_study(True, [1, 0, 0], [6.4, 0.001, 0.001])}
+    lab_report = lab.compile_claims(compiled, _steady_rows([(1.2, True), (1.1, True), (0.99, False)]))
+    assert _statuses(lab_report) == [
+        (lab.COMPILE_CLAIMS[0], report.HOLDS, "3 graphs for 3 sizes"),
+        (lab.COMPILE_CLAIMS[1], report.HOLDS, "0 graphs after the first"),
+        (lab.COMPILE_CLAIMS[2], report.HOLDS, "13,000 runs (median)"),
+        (lab.COMPILE_CLAIMS[3], report.HOLDS, "static 1.09x (geometric mean)")]
+    whys = [c.why for c in lab_report.claims]
+    assert whys[0] == "first calls 3.90, 3.90, 3.20 s" and whys[2] == "cache hits during the compiles: 0"
+    assert whys[3] == "batch 4: 1.20x; batch 16: 1.10x; batch 64: 0.99x (noise)"
+
+
+def test_compile_claims_fail():
+    compiled = {False: _compile_study(False, [1, 0, 1], [0.1, 0.1, 0.1]),
+                True: _compile_study(True, [1, 1, 0], [6.4, 2.0, 0.001])}
+    lab_report = lab.compile_claims(compiled, _steady_rows([(1.2, True), (1.3, False), (0.8, True)]))
+    assert [c.status for c in lab_report.claims] == [report.FAILS] * 4
+    assert [c.measured for c in lab_report.claims][:3] == ["2 graphs for 3 sizes", "1 graphs after the first",
+                                                           "333 runs (median)"]
+
+
+def test_compile_claims_not_applicable_without_the_study():
+    lab_report = lab.compile_claims({}, [])
+    assert [(c.claim, c.status, c.why) for c in lab_report.claims] == [
+        (claim, report.NOT_APPLICABLE, "torch.compile is studied on a GPU only (Inductor's C++ compiles on a CPU "
+                                       "exceed this lab's time budget)") for claim in lab.COMPILE_CLAIMS]
+
+
+def _memory(one_mib, per_profile_mib):
+    return {"one context, switching profiles": [{"what": "total for 1 context(s)", "bytes": one_mib * 2**20}],
+            "one context per profile": [{"what": "total for 2 context(s)", "bytes": per_profile_mib * 2**20}]}
+
+
+def _trt_inputs(holds: bool):
+    first, then = (SLOW, FLAT) if holds else (FLAT, SLOW)
+    studies = {"edge-mask on": {"set_input_shape": _study(first), "profile switch": _study(first),
+                                "context per profile": _study(then)},
+               "edge-mask off": {"set_input_shape": _study(then)}}
+    memory = {"edge-mask on": _memory(100.0, 150.0) if holds else _memory(100.0, 100.0)}
+    width_rows = [{"batch": 4, "speedup": 1.3, "significant": holds, "verdict": "v4"},
+                  {"batch": 32, "speedup": 1.1 if holds else 0.9, "significant": True, "verdict": "v32"}]
+    builds = {"edge-mask on": types.SimpleNamespace(build_seconds=60.0 if holds else 40.0),
+              "edge-mask off": types.SimpleNamespace(build_seconds=40.0 if holds else 60.0)}
+    return studies, memory, width_rows, builds
+
+
+def test_tensorrt_claims_hold():
+    lab_report = lab.tensorrt_claims(*_trt_inputs(True), tensorrt_installed=True)
+    assert _statuses(lab_report) == [
+        (lab.TRT_CLAIMS[0], report.HOLDS, "300.00x (median)"), (lab.TRT_CLAIMS[1], report.HOLDS, "300.00x (median)"),
+        (lab.TRT_CLAIMS[2], report.HOLDS, "1.00x (median)"), (lab.TRT_CLAIMS[3], report.HOLDS, "+50.0 MiB"),
+        (lab.TRT_CLAIMS[4], report.HOLDS, "1.30x"), (lab.TRT_CLAIMS[5], report.HOLDS, "0.000 ms per switch"),
+        (lab.TRT_CLAIMS[6], report.HOLDS, "1.50x")]
+    whys = [c.why for c in lab_report.claims]
+    assert whys[3:] == ["150.0 MiB for two contexts", "at batch 4; v4",
+                        "with it on: median 299.000 ms, p10 299.000 ms",
+                        "60.0 s on, 40.0 s off; one build each: no run-to-run spread"]
+
+
+def test_tensorrt_claims_fail():
+    lab_report = lab.tensorrt_claims(*_trt_inputs(False), tensorrt_installed=True)
+    assert [c.status for c in lab_report.claims] == [report.FAILS] * 7
+    assert lab_report.claims[4].measured == "0.90x" and lab_report.claims[4].why == "at batch 32; v32"
+
+
+@pytest.mark.parametrize("installed, why", [(False, "needs TensorRT: not installed"), (True, "needs TensorRT: no GPU")])
+def test_tensorrt_claims_not_applicable_without_tensorrt(installed, why):
+    lab_report = report.LabReport(lab.LAB)
+    assert lab.tensorrt_claims({}, {}, [], {}, tensorrt_installed=installed, lab_report=lab_report) is lab_report
+    assert [(c.claim, c.status, c.why) for c in lab_report.claims] == [
+        (claim, report.NOT_APPLICABLE, why) for claim in lab.TRT_CLAIMS]

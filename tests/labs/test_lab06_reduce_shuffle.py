@@ -1,0 +1,219 @@
+"""Lab 06's module (reduce and shuffle): reduction cases and their byte counts, PyTorch and ONNX Runtime
+reductions against FP64, rate comparisons, storage sharing of shuffles, the shuffle micro-graphs, and
+the claims on synthetic results through every branch."""
+
+import numpy as np
+import pytest
+import torch
+
+from common import bench, checks, report
+from common import onnx as onnx_tools
+from common.labs import lab06_reduce_shuffle as lab
+
+needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+SMALL_NCHW, SMALL_MATRIX = (2, 8, 6, 5), (12, 10)
+
+
+def test_cases_cover_short_and_long_last_axes_and_transposes():
+    cases = lab.reduce_cases((4, 16, 7, 7), (32, 64))
+    assert len({c.name for c in cases}) == len(cases) == 9
+    assert [c.axis_length for c in cases if c.is_last_axis] == [7, 49, 64]
+    transposed = [c for c in cases if c.transpose_first]
+    assert [(c.label, c.dim) for c in transposed] == [("NCHW", 1), ("matrix", 0)]
+    nchw_c = lab.ReduceCase("NCHW", (4, 16, 7, 7), 1)
+    assert nchw_c.output_shape == (4, 7, 7)
+    assert nchw_c.useful_bytes(2) == (4 * 16 * 49 + 4 * 49) * 2
+    assert transposed[0].moved_bytes(2) == nchw_c.useful_bytes(2) + 2 * 4 * 16 * 49 * 2
+
+
+@pytest.mark.parametrize("case", lab.reduce_cases(SMALL_NCHW, SMALL_MATRIX), ids=lambda c: c.short_name)
+def test_torch_and_ort_reductions_match_fp64(case, tmp_path):
+    x = lab.make_input(case.shape, device="cpu", dtype=torch.float32)
+    torch_reduce = lab.TorchReduce(case, x)
+    assert tuple(torch_reduce().shape) == case.output_shape
+    assert torch_reduce.reference_error() <= checks.tolerance("fp32", "op")
+    ort_reduce = lab.OrtReduce(case, x.numpy(), tmp_path)
+    assert ort_reduce().shape == case.output_shape
+    assert ort_reduce.reference_error() <= checks.tolerance("fp32", "op")
+    ops = onnx_tools.node_counts(lab.reduce_sum_model(case))
+    assert ops == ({"Transpose": 1, "ReduceSum": 1} if case.transpose_first else {"ReduceSum": 1})
+
+
+def test_torch_reduce_rejects_a_wrong_shape():
+    with pytest.raises(ValueError, match="not the case's"):
+        lab.TorchReduce(lab.ReduceCase("m", (3, 4), 0), torch.zeros(4, 3))
+
+
+def test_measure_reductions_reports_bandwidth_against_the_ceiling():
+    case = lab.ReduceCase("m", (64, 128), 1)
+    reduce = lab.TorchReduce(case, lab.make_input(case.shape, device="cpu", dtype=torch.float32))
+    rows, runs = lab.measure_reductions([reduce], backend="test", device="cpu", copy_gbps=10.0,
+                                       warmup_ms=1, measure_ms=5)
+    assert len(runs[case.name]) == 2
+    row = rows[0]
+    assert row["GB_per_s"] == pytest.approx(case.useful_bytes(4) / (row["median_ms"] / 1e3) / 1e9)
+    assert row["pct_of_copy"] == pytest.approx(10 * row["GB_per_s"])
+
+
+def test_compare_rates_uses_bandwidth_and_spread():
+    rows = [{"backend": "b", "case": "w", "GB_per_s": 100.0, "spread_pct": 5.0},
+            {"backend": "b", "case": "h", "GB_per_s": 400.0, "spread_pct": 2.0},
+            {"backend": "b", "case": "c", "GB_per_s": 103.0, "spread_pct": 4.0}]
+    faster = lab.compare_rates(rows, "w", "h", "b")
+    assert faster.ratio == pytest.approx(4.0) and faster.significant
+    assert not lab.compare_rates(rows, "w", "c", "b").significant
+    assert "noise" in lab.compare_rates(rows, "w", "c", "b").verdict()
+    with pytest.raises(KeyError, match="no row"):
+        lab.compare_rates(rows, "w", "missing", "b")
+    assert lab.copy_time_ms(10**9, 2.0) == pytest.approx(1000.0)
+
+
+def test_views_share_storage_and_real_transposes_copy():
+    x = lab.make_input(SMALL_NCHW, device="cpu", dtype=torch.float32)
+    facts = {f["shuffle"]: f for f in lab.storage_facts(x, lab.shuffle_cases(groups=2))}
+    shared = [name for name, f in facts.items() if f["shares_storage"]]
+    assert len(shared) == 4 and all(facts[name]["is_view"] for name in shared)
+    assert not facts["permute to NHWC (a strided view)"]["contiguous"]
+    assert not facts["channel shuffle, 2 groups"]["shares_storage"]
+    assert not facts["permute to NHWC, .contiguous()"]["shares_storage"]
+    q, q_heads, k = lab.heads_matmul_operands(2, 6, 3, 4, device="cpu", dtype=torch.float32)
+    assert torch.equal(q.permute(0, 2, 1, 3), q_heads)
+    assert not lab.shares_storage(q, q.permute(0, 2, 1, 3).reshape(6, 6, 4))
+    assert torch.allclose(torch.matmul(q.permute(0, 2, 1, 3), k), torch.matmul(q_heads, k))
+
+
+def test_measure_shuffles_prices_views_below_copies():
+    x = lab.make_input((8, 64, 32, 32), device="cpu", dtype=torch.float32)
+    cases = [c for c in lab.shuffle_cases() if c.name.startswith(("flatten", "permute to NHWC, "))]
+    rows = {r["shuffle"]: r for r in lab.measure_shuffles(x, cases, backend="test", device="cpu", copy_gbps=10.0,
+                                                          warmup_ms=1, measure_ms=10)}
+    assert rows["flatten(start_dim=1)"]["shares_storage"]
+    assert rows["flatten(start_dim=1)"]["median_ms"] < rows["permute to NHWC, .contiguous()"]["median_ms"]
+
+
+@pytest.mark.parametrize("kind", lab.SHUFFLE_GRAPHS)
+def test_shuffle_graphs_compute_their_reference(kind, tmp_path):
+    paths = lab.save_shuffle_graphs((2, 8, 3, 3), tmp_path)
+    x = np.random.default_rng(0).standard_normal((2, 8, 3, 3)).astype(np.float32)
+    assert np.array_equal(onnx_tools.ort_run(paths[kind], x), lab.shuffle_reference(kind, x))
+    expected = {"Relu": 2, "Reshape": 1} if kind == "pure reshape" else {"Relu": 2, "Reshape": 2, "Transpose": 1}
+    assert onnx_tools.node_counts(paths[kind]) == expected
+
+
+def test_size1_transpose_keeps_memory_order_and_channel_shuffle_does_not():
+    x = np.arange(2 * 8 * 3 * 3, dtype=np.float32).reshape(2, 8, 3, 3)
+    assert np.array_equal(lab.shuffle_reference("size-1 transpose", x), x)
+    assert not np.array_equal(lab.shuffle_reference("channel shuffle", x), x)
+    with pytest.raises(ValueError, match="groups"):
+        lab.shuffle_graph("channel shuffle", (1, 6, 2, 2), groups=4)
+    with pytest.raises(ValueError, match="kind must be"):
+        lab.shuffle_graph("rotate", (1, 8, 2, 2))
+
+
+def test_grouped_bar_plot_writes_png_and_csv(tmp_path):
+    rows = [{"backend": b, "case": c, "pct": v} for b, c, v in [("a", "x", 10.0), ("a", "y", 20.0), ("b", "x", 5.0)]]
+    png = lab.grouped_bar_plot(rows, label="case", value="pct", series="backend", title="t", ylabel="%",
+                              path=tmp_path / "fig", reference=100.0, show=False)
+    assert png.exists() and png.with_suffix(".csv").read_text().count("\n") == 4
+
+
+@needs_gpu
+def test_gpu_fp16_reduction_and_kernel_counts():
+    case = lab.ReduceCase("NCHW", (8, 64, 56, 56), 3)
+    x = lab.make_input(case.shape, device="cuda", dtype=torch.float16)
+    assert lab.TorchReduce(case, x).reference_error() <= checks.tolerance("fp16", "op")
+    assert lab.cuda_kernels_launched(lambda: x.reshape(8, 64, -1)) == 0
+    assert lab.cuda_kernels_launched(lambda: x.permute(0, 2, 3, 1).contiguous()) >= 1
+
+
+def test_reductions_are_verified_against_the_op_tolerance_of_their_precision():
+    assert lab.verify_reductions({"sum": 4e-3}, torch.float16)          # FP16: 5e-3 for one operation
+    with pytest.raises(checks.VerificationError, match="sum: relative error .*do not time it"):
+        lab.verify_reductions({"sum": 2e-5}, torch.float32)             # FP32: 1e-5
+
+
+# -- the claims, on synthetic results --------------------------------------------------------------
+
+NCHW = (64, 256, 56, 56)
+BACKEND = "PyTorch FP16 (cuda)"
+
+
+def comparison(speedup: float, spread_pct: float) -> bench.Comparison:
+    return bench.Comparison("in place", "other", median_a_ms=speedup, median_b_ms=1.0, spread_a_pct=spread_pct,
+                            spread_b_pct=spread_pct / 2)
+
+
+def reduce_row(case: str, pct: float, spread_pct: float = 1.0, backend: str = BACKEND) -> dict:
+    return {"backend": backend, "case": case, "GB_per_s": 30.0 * pct, "pct_of_copy": pct, "spread_pct": spread_pct}
+
+
+def results(*, holds: bool) -> lab.ReduceShuffleResults:
+    """A run where every claim holds, or where none does."""
+    short_last, middle_h, middle_c, long_last = lab.axis_case_names(NCHW)
+    pcts = {short_last: 17.0, middle_h: 78.0, middle_c: 77.0, long_last: 82.0} if holds else \
+        {short_last: 60.0, middle_h: 55.0, middle_c: 59.0, long_last: 45.0}
+    rows = [reduce_row(case, pct) for case, pct in pcts.items()]
+    rows.append(reduce_row(short_last, 99.0, backend="ONNX Runtime FP32 (cpu)"))   # another backend: ignored
+    cases = [case for case in lab.reduce_cases(NCHW, (4096, 8192)) if case.transpose_first]
+    facts = [{"shuffle": case.name, "shares_storage": i < (4 if holds else 5)} for i, case in enumerate(lab.shuffle_cases())]
+    shuffle_rows = [{"shuffle": case.name, "pct_of_one_copy": (8.4 if holds else 12.0) if i < 4 else (515.0 if holds else 80.0)}
+                    for i, case in enumerate(lab.shuffle_cases())]
+    return lab.ReduceShuffleResults(
+        backend=BACKEND, nchw=NCHW, reduce_rows=rows,
+        transpose_results=[(case, comparison(0.11 if holds else 0.98, 5.0)) for case in cases],
+        facts=facts, shuffle_rows=shuffle_rows, matmul_comparison=comparison(0.83 if holds else 1.2, 0.3),
+        trt_rows=[{"graph": "pure reshape", "shuffle_layers": 0 if holds else 1, "layer_names": ["a"]},
+                  {"graph": "channel shuffle", "shuffle_layers": 1 if holds else 2, "layer_names": ["b", "c"]}])
+
+
+def statuses(lab_report: report.LabReport) -> dict[str, tuple[str, str, str]]:
+    return {c.claim: (c.status, c.measured, c.why) for c in lab_report.claims}
+
+
+def test_claims_hold_with_their_measured_figures():
+    held = statuses(lab.claims(results(holds=True), has_tensorrt=True))
+    assert len(held) == 12 and all(status == report.HOLDS for status, _, _ in held.values())
+    short = f"{BACKEND}: summing the short last axis W=56 reaches a lower % of copy bandwidth than summing "
+    assert held[short + "H (axis 2)"][1] == "17% of copy"
+    assert held[short + "H (axis 2)"][2].startswith("H (axis 2): 78% of copy; NCHW axis 2 (56) vs NCHW axis 3 (56): 4.59x")
+    assert held[f"{BACKEND}: a long last axis (3136) sums faster than the short one (56)"][1] == "4.82x the GB/s"
+    assert held[f"{BACKEND}: summing a long last axis (3136) reaches at least half the copy bandwidth"][1] == "82% of copy"
+    transposed = f"{BACKEND}: NCHW axis 1 (256) via transpose is slower than summing in place (the copy is an extra pass)"
+    assert held[transposed][1] == "0.11x the in-place speed"
+    storage = "reshape, flatten, a size-1 transpose and a strided permute share the input's storage (no copy runs)"
+    assert held[storage][1] == "4 of 7 share storage"
+    assert held[f"{BACKEND}: a no-op reshape costs under 10% of one copy of the tensor"][1] == "8.40% of a copy"
+    real = f"{BACKEND}: a real transpose (NCHW -> NHWC, .contiguous()) costs at least 90% of a copy at the ceiling"
+    assert held[real][1] == "515% of a copy"
+    assert held[lab.TRT_CLAIMS[0]] == (report.HOLDS, "0 Shuffle layers", "['a']")
+    assert held[lab.TRT_CLAIMS[1]] == (report.HOLDS, "1 Shuffle layers", "['b', 'c']")
+
+
+def test_claims_do_not_hold_when_the_measurements_say_no():
+    failed = statuses(lab.claims(results(holds=False), has_tensorrt=True))
+    assert len(failed) == 12 and all(status == report.FAILS for status, _, _ in failed.values()), failed
+    assert failed[lab.TRT_CLAIMS[1]][1] == "2 Shuffle layers"
+
+
+def test_a_difference_within_the_spread_does_not_hold():
+    r = results(holds=True)
+    r.transpose_results = [(case, comparison(0.96, 5.0)) for case, _ in r.transpose_results]   # 4% < 5% spread
+    r.matmul_comparison = comparison(0.99, 3.0)
+    short_last, middle_h, _, _ = lab.axis_case_names(NCHW)
+    r.reduce_rows = [reduce_row(row["case"], row["pct_of_copy"], spread_pct=400.0) if row["case"] == middle_h else row
+                     for row in r.reduce_rows]
+    noisy = statuses(lab.claims(r, has_tensorrt=False))
+    short = f"{BACKEND}: summing the short last axis W=56 reaches a lower % of copy bandwidth than summing "
+    assert noisy[short + "H (axis 2)"][0] == report.FAILS and "noise" in noisy[short + "H (axis 2)"][2]
+    assert noisy[short + "C (axis 1)"][0] == report.HOLDS
+    assert noisy[f"{BACKEND}: a permute feeding a matmul is slower than the matmul on a contiguous operand"][0] == report.FAILS
+
+
+def test_tensorrt_claims_are_not_applicable_without_tensorrt():
+    r = results(holds=True)
+    r.trt_rows = []
+    missing = statuses(lab.claims(r, has_tensorrt=False))
+    for claim in lab.TRT_CLAIMS:
+        assert missing[claim] == (report.NOT_APPLICABLE, "-", "needs TensorRT: the engine inspector reads a built engine")
+    lab_report = report.LabReport("06_reduce_shuffle")
+    assert lab.claims(r, has_tensorrt=False, lab_report=lab_report) is lab_report and len(lab_report.claims) == 12
