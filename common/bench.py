@@ -16,6 +16,7 @@ names the regime a figure was measured in: device-bound (busy >= 0.8), host-boun
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import gc
@@ -113,19 +114,17 @@ class KernelTime:
 def interval_union(intervals: Iterable[tuple[float, float]]) -> float:
     """Total length covered by `intervals` ((start, end) pairs): overlapping parts count once."""
     total = 0.0
-    cur_start = cur_end = None
+    run: list[float] = []   # [start, end] of the run of overlapping intervals being merged
     for start, end in sorted((float(a), float(b)) for a, b in intervals):
         if end < start:
             raise ValueError(f"interval ends before it starts: ({start}, {end})")
-        if cur_end is None or start > cur_end:
-            if cur_end is not None:
-                total += cur_end - cur_start
-            cur_start, cur_end = start, end
-        else:
-            cur_end = max(cur_end, end)
-    if cur_end is not None:
-        total += cur_end - cur_start
-    return total
+        if run and start <= run[1]:
+            run[1] = max(run[1], end)
+            continue
+        if run:
+            total += run[1] - run[0]
+        run = [start, end]
+    return total + (run[1] - run[0] if run else 0.0)
 
 
 def attribute(intervals: Sequence[tuple[float, float]],
@@ -137,8 +136,6 @@ def attribute(intervals: Sequence[tuple[float, float]],
     does). An interval starting outside every window (another process's or the profiler's own work)
     belongs to no iteration and is dropped.
     """
-    import bisect
-
     starts = [w[0] for w in windows]
     out: list[list[tuple[float, float]]] = [[] for _ in windows]
     for start, end in intervals:
@@ -468,12 +465,14 @@ def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
+    # Short iterations get one more first, which only lets the profiler settle (long ones are too
+    # costly to repeat, and the median of several absorbs it). Each iteration synchronises inside its
+    # window so that all of its device work falls within it.
+    settle = 1 if iterations >= 3 else 0
     try:
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             with torch.cuda.stream(stream):
-                # The first iteration only lets the profiler settle; each one synchronises inside its
-                # window so that all of its device work falls within it.
-                for _ in range(iterations + 1):
+                for _ in range(iterations + settle):
                     with record_function(_ITERATION_LABEL):
                         fn()
                         torch.cuda.synchronize()
@@ -482,13 +481,13 @@ def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return None, f"profiler unavailable: {type(exc).__name__}: {first_line}"
     work, copies, ranges = device_activities(events)
-    windows = iteration_windows(ranges)[1:]   # the settling iteration is not counted
+    windows = iteration_windows(ranges)[settle:]
     found = kernel_time_of(work, copies, windows)
     return found, "" if found is not None else "the profiler recorded no iteration"
 
 
 def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int) -> tuple[KernelTime | None, str]:
-    """Run `fn` `iterations` (+1) times under CUPTI on `stream`: its :class:`KernelTime`, or None and why.
+    """Run `fn` `iterations` times under CUPTI on `stream`: its :class:`KernelTime`, or None and why.
 
     Never raises for the profiler's sake: a figure without kernel time says why in its note.
     """

@@ -278,7 +278,7 @@ def measure_ceilings(*, matmul_n: int | None = None, copy_bytes: int | None = No
         sizes = (matmul_n,) if matmul_n else (GPU_SQUARE_SIZES if gpu else CPU_SQUARE_SIZES)
     if copy_sizes is None:
         copy_sizes = (copy_bytes,) if copy_bytes else (GPU_COPY_BYTES if gpu else CPU_COPY_BYTES)
-    sweep_shapes = [(n, n, n) for n in sizes] + [tuple(int(x) for x in s) for s in shapes]
+    sweep_shapes = [(n, n, n) for n in sizes] + [(int(m), int(n), int(k)) for m, n, k in shapes]
     dtypes = GPU_MATMUL_DTYPES if gpu else {"fp32": (0, 0)}
     rates: dict[str, float] = {}
     best_shapes: dict[str, tuple[int, int, int]] = {}
@@ -352,22 +352,23 @@ def _shape(value, what: str) -> tuple[int, int, int]:
     if (not isinstance(value, (list, tuple)) or len(value) != 3
             or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in value)):
         raise ValueError(f"{what} = {value!r} is not three positive integers")
-    return tuple(value)
+    m, n, k = value
+    return (m, n, k)
 
 
 def _check_plausible(c: Ceilings) -> None:
     sheet = c.datasheet
     if sheet is not None:
         lo, hi = _DATASHEET_BOUNDS
-        checks = [("copy", c.copy_gbps, sheet.copy_gbps)] + [
+        papers = [("copy", c.copy_gbps, sheet.copy_gbps)] + [
             (d, r, sheet.matmul_tflops[d]) for d, r in c.matmul_tflops.items() if d in sheet.matmul_tflops]
-        for what, value, paper in checks:
+        for what, value, paper in papers:
             if not lo * paper <= value <= hi * paper:
                 raise ValueError(f"{what} {value:.4g} is implausible for a {sheet.name} (datasheet {paper:.4g})")
         return
     bounds = _GENERIC_BOUNDS["cuda" if c.device == "cuda" else "cpu"]
-    checks = [("copy", c.copy_gbps, bounds["copy"])] + [(d, r, bounds["matmul"]) for d, r in c.matmul_tflops.items()]
-    for what, value, (lo, hi) in checks:
+    generic = [("copy", c.copy_gbps, bounds["copy"])] + [(d, r, bounds["matmul"]) for d, r in c.matmul_tflops.items()]
+    for what, value, (lo, hi) in generic:
         if not lo <= value <= hi:
             raise ValueError(f"{what} {value:.4g} lies outside the plausible {lo:g}-{hi:g}")
 

@@ -109,3 +109,51 @@ def test_median_of_repeated_runs_takes_each_runs_median():
     runs = [run([1.0, 2.0, 9.0], [0.1]), run([3.0, 4.0, 5.0], [0.3]), run([6.0], [0.2])]
     assert bench.median_latency_ms(runs) == 4.0   # medians 2, 4, 6
     assert bench.median_host_ms(runs) == 0.2
+
+
+def _passes(name, medians):
+    def one(median):
+        s = bench.Stats.of([median])
+        return bench.Measurement(name, "x", "cpu", 1, s, s, median, 1, 0.0, "perf_counter")
+
+    return [one(x) for x in medians]
+
+
+def test_comparisons_take_five_passes_and_carry_a_bootstrap_interval():
+    assert bench.PASSES == 5
+    a, b = _passes("a", [1.00, 1.02, 0.99, 1.01, 1.00]), _passes("b", [0.50, 0.52, 0.49, 0.50, 0.51])
+    c = bench.compare(a, b)
+    lo, hi = c.interval
+    assert lo < c.speedup < hi and 1.9 < lo and hi < 2.1 and c.significant and c.passes == 5
+    assert "95% interval" in c.verdict() and "0.99-1.02 ms" in c.spread_text()
+    assert bench.compare(a, b).interval == (lo, hi)                      # seeded: the same every time
+    noisy = bench.compare(_passes("a", [1.0, 1.3, 0.9, 1.1, 1.2]), _passes("b", [1.0, 1.2, 0.95, 1.1, 1.05]))
+    assert not noisy.significant and "noise" in noisy.verdict()
+    two = bench.compare(a[:2], b[:2])                                    # any number of passes from two
+    assert two.passes == 2 and two.interval[0] <= two.speedup <= two.interval[1]
+
+
+def test_ratio_interval_resamples_each_side_independently():
+    lo, hi = bench.ratio_interval([2.0, 2.0, 2.0], [1.0, 1.0, 1.0])
+    assert lo == hi == 2.0
+    lo, hi = bench.ratio_interval([1.0, 2.0], [1.0, 1.0])
+    assert lo == 1.0 and hi == 2.0                                       # every resample of A's two passes
+    with pytest.raises(ValueError, match="two passes"):
+        bench.ratio_interval([1.0], [1.0, 2.0])
+
+
+def test_compare_on_kernel_or_host_time():
+    def run(name, event, kernel, host):
+        s, h = bench.Stats.of([event]), bench.Stats.of([host])
+        kt = bench.KernelTime(kernel, kernel, 0.0, 1, 1)
+        return bench.Measurement(name, "x", "cuda", 1, s, h, event, 1, 0.0, "cuda-events", kernel=kt)
+
+    a = [run("a", 1.0, 0.9, 0.1), run("a", 1.0, 0.91, 0.1)]
+    b = [run("b", 1.0, 0.3, 0.2), run("b", 1.0, 0.31, 0.2)]
+    assert bench.compare(a, b, on="kernel").speedup == pytest.approx(3.0, rel=0.02)
+    assert bench.compare(a, b, on="host").speedup == pytest.approx(0.5)
+    assert bench.compare(a, b).on == "event"
+    with pytest.raises(ValueError, match="on must be"):
+        bench.compare(a, b, on="wall")
+    with pytest.raises(ValueError, match="no kernel time"):
+        bench.compare(_passes("a", [1.0, 1.0]), _passes("b", [1.0, 1.0]), on="kernel")

@@ -178,3 +178,22 @@ def test_committed_notebooks_come_from_a_real_run():
         assert not any(o.get("output_type") == "error" for c in code for o in c["outputs"]), path.name
         header = "".join("".join(o.get("text", "")) for o in code[0]["outputs"])
         assert "machine" in header and "backend" in header, f"{path.name}: header names no machine/backend"
+
+
+def test_labs_folder_lists_only_the_labs_and_their_solutions():
+    labs = execute.project_root() / "labs"
+    tracked = {p.name for p in labs.iterdir() if not p.name.startswith(".") and p.name != "__pycache__"}
+    assert tracked == {p.name for p in execute.lab_notebooks()} | {"solutions"}
+
+
+def test_jupyterlab_opens_lab_00_at_the_project_root_without_the_news_pop_up():
+    root = execute.project_root()
+    lab = json.loads((root / ".jupyter" / "jupyter_lab_config.json").read_text())["LabApp"]
+    assert lab["default_url"] == "/lab/tree/labs/00_tour.ipynb" and (root / "labs" / "00_tour.ipynb").exists()
+    overrides = json.loads((root / ".jupyter" / "labconfig" / "default_setting_overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    makefile = (root / "Makefile").read_text()
+    assert "JUPYTER_CONFIG_PATH=$(CURDIR)/.jupyter" in makefile and "--ServerApp.root_dir=$(CURDIR)" in makefile
+    assert " labs/" not in makefile.split("lab-headless: setup-lab", 1)[1].split("\n\n", 1)[0]
+    pyproject = (root / "pyproject.toml").read_text()
+    assert "--nbval-sanitize-with tests/nbval_sanitize.cfg" in pyproject and (root / "tests" / "nbval_sanitize.cfg").exists()

@@ -72,3 +72,65 @@ def test_a_crashing_answer_is_reported_not_raised():
 def test_unknown_exercise_names_the_known_ones():
     with pytest.raises(KeyError, match="00.1"):
         exercises.get("00.9")
+
+
+def test_an_answer_that_changes_its_inputs_is_not_marked_correct():
+    def zero_then_view(x):   # zeroes x, then returns a view whose sums match the zeroed x
+        x.zero_()
+        return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1, x.shape[1]) if not x.is_contiguous() \
+            else x.view(x.shape[0], x.shape[1], -1)
+
+    assert exercises.verify("06.1", zero_then_view).status == "not yet"
+
+    def zero_bias(storage, bias, shape):   # GELU(storage) with the bias zeroed: matched the zeroed reference
+        import torch
+
+        bias.zero_()
+        return torch.nn.functional.gelu(storage)
+
+    verdict = exercises.verify("11.3", zero_bias)
+    assert verdict.status == "not yet", str(verdict)
+
+
+def test_a_forgotten_return_is_not_read_as_not_attempted():
+    def forgot_return(x):
+        x.reshape(x.shape[0], x.shape[1], -1)   # computed, never returned
+
+    verdict = exercises.verify("06.1", forgot_return)
+    assert verdict.status == "not yet" and "did you forget `return`" in verdict.detail
+
+
+def test_an_answer_the_checker_cannot_use_is_not_said_to_have_raised():
+    verdict = exercises.verify("06.2", lambda channels, groups: [[0.0] * channels] * channels)
+    assert verdict.status == "not yet"
+    assert "your function returned" in verdict.detail and "could not use" in verdict.detail
+    assert "your function raised" not in verdict.detail
+
+
+def test_a_fault_of_the_checker_itself_is_not_blamed_on_the_learner(monkeypatch):
+    import dataclasses
+
+    broken = dataclasses.replace(exercises.get("00.1"), check=lambda fn: {}["the checker's own bug"])
+    monkeypatch.setattr(exercises, "get", lambda key: broken)
+    verdict = exercises.verify("00.1", lambda *a: 1.0)
+    assert verdict.status == "not checked" and "not in your answer" in verdict.detail
+
+
+def test_an_answer_that_never_returns_is_stopped_by_the_time_limit(monkeypatch):
+    import dataclasses
+    import time
+
+    quick = dataclasses.replace(exercises.get("00.1"), time_limit_s=1.0)
+    monkeypatch.setattr(exercises, "get", lambda key: quick)
+
+    def loops_forever(*args):
+        while True:
+            try:
+                pass
+            except Exception:   # an answer's own handler cannot swallow the stop
+                pass
+
+    start = time.monotonic()
+    verdict = exercises.verify("00.1", loops_forever)
+    assert time.monotonic() - start < 10
+    assert verdict.status == "not yet" and "stopped after 1 s" in verdict.detail

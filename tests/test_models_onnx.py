@@ -86,3 +86,36 @@ def test_portable_caps_the_ir_version_for_onnx_runtime(tmp_path):
     onnx_pkg.save(model, str(tmp_path / "relu.onnx"))
     y = onnx_tools.ort_run(tmp_path / "relu.onnx", np.array([-1.0, 2.0], dtype=np.float32))
     assert y.tolist() == [0.0, 2.0]
+
+
+def test_an_empty_or_broken_onnx_file_is_an_error_not_an_empty_graph(tmp_path):
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="holds no ONNX graph"):
+        onnx_tools.node_counts(empty)                  # was {}
+    with pytest.raises(ValueError, match="holds no ONNX graph"):
+        onnx_tools.io_shapes(empty)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00\x01 not a model \xff" * 10)
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        onnx_tools.node_counts(garbage)
+
+
+def test_ort_run_feeds_the_input_type_the_graph_declares(tmp_path):
+    half = onnx_pkg.TensorProto.FLOAT16
+    graph = onnx_pkg.helper.make_graph([onnx_pkg.helper.make_node("Relu", ["x"], ["y"])], "g",
+                                       [onnx_pkg.helper.make_tensor_value_info("x", half, [2])],
+                                       [onnx_pkg.helper.make_tensor_value_info("y", half, [2])])
+    model = onnx_pkg.helper.make_model(graph, opset_imports=[onnx_pkg.helper.make_opsetid("", 17)])
+    onnx_pkg.save(onnx_tools.portable(model), str(tmp_path / "half.onnx"))
+    for x in (torch.tensor([-1.0, 2.0]), np.array([-1.0, 2.0]), torch.tensor([-1.0, 2.0], dtype=torch.bfloat16)):
+        y = onnx_tools.ort_run(tmp_path / "half.onnx", x)   # was refused: every input was cast to FP32
+        assert y.dtype == np.float16 and y.tolist() == [0.0, 2.0]
+
+
+def test_export_precision_is_checked_and_case_insensitive(tmp_path):
+    model = torch.nn.Linear(4, 2)
+    with pytest.raises(ValueError, match="precision must be one of 'fp32', 'fp16', got 'int4'"):
+        onnx_tools.export(model, torch.ones(1, 4), tmp_path / "m.onnx", precision="int4")   # was a bare KeyError
+    path = onnx_tools.export(model, torch.ones(1, 4), tmp_path / "m.onnx", precision="FP32")
+    assert onnx_tools.node_counts(path) == {"Gemm": 1}

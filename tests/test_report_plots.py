@@ -22,6 +22,71 @@ def test_claims_statuses_and_saved_json(tmp_path, monkeypatch):
     assert "backend" in data["environment"] and data["claims"][2]["value"] == pytest.approx(1.5)
 
 
+@pytest.mark.parametrize("interval, above, status", [
+    ((1.10, 1.30), True, report.HOLDS), ((0.80, 0.95), True, report.FAILS), ((0.95, 1.08), True, report.INCONCLUSIVE),
+    ((0.80, 0.95), False, report.HOLDS), ((1.10, 1.30), False, report.FAILS), ((0.95, 1.08), False, report.INCONCLUSIVE),
+    ((1.00, 1.20), True, report.INCONCLUSIVE), ((float("nan"), float("nan")), True, report.INCONCLUSIVE),
+])
+def test_a_ratio_claim_is_decided_from_its_interval(interval, above, status):
+    lab = report.LabReport("99_test")
+    c = lab.check_ratio("B is faster than A", 1.05, interval, threshold=1.0, above=above, why="kernel time")
+    assert c.status == status and c.value == 1.05
+    if status != report.HOLDS:
+        assert c.why and "\n" not in c.why and c.why.endswith("kernel time")
+    if status == report.INCONCLUSIVE and interval[0] == interval[0]:   # an interval, not NaN
+        assert f"{interval[0]:.2f}x-{interval[1]:.2f}x straddles 1.00x" in c.why
+    assert lab.unexplained() == []
+
+
+def test_inconclusive_is_counted_saved_and_shown(tmp_path, monkeypatch):
+    from common import bench
+
+    monkeypatch.setenv("TRTLABS_RESULTS", str(tmp_path))
+    lab = report.LabReport("99_test")
+    cmp = bench.Comparison("a", "b", 1.0, 0.98, 5.0, 5.0, (1.0, 1.1, 0.9, 1.0, 1.05), (0.98, 1.0, 0.95, 1.02, 0.97))
+    c = lab.check_comparison("b is faster than a", cmp, threshold=1.0)
+    assert c.status == report.INCONCLUSIVE and "judged on event time over 5 passes" in c.why
+    lab.check("latency under 1 ms", 1.7, False, fmt="{:.1f} ms")
+    assert lab.counts() == {report.HOLDS: 0, report.FAILS: 1, report.INCONCLUSIVE: 1, report.NOT_APPLICABLE: 0}
+    assert [x.claim for x in lab.unexplained()] == ["latency under 1 ms"]
+    data = json.loads(open(lab.save()).read())
+    assert [x["status"] for x in data["claims"]] == ["inconclusive", "does not hold"]
+    assert data["claims"][0]["interval"] == list(cmp.interval)
+
+
+def test_tables_cut_nothing_and_render_as_html():
+    lab = report.LabReport("99_test")
+    long_why = ("CUDA events need a GPU; on a CPU the harness times the host, which is a different question "
+                "from the one this claim asks <and> says so")
+    lab.not_applicable("a claim " * 20, long_why)
+    lab.check("speedup", 2.5, True, fmt="{:.1f}x")
+    text = lab.table()
+    assert str(lab) == text
+    def column(i):   # a column's text, its continuation lines joined
+        return " ".join(" ".join(line.split("|")[i].split()) for line in text.splitlines()[2:])
+
+    assert column(0).count("a claim") == 20 and " ".join(long_why.split()) in column(-1)   # wrapped, not cut
+    assert max(len(line) for line in text.splitlines()) < 190
+    page = lab._repr_html_()
+    assert page.count("<tr>") == 3 and "&lt;and&gt;" in page and report.STATUS_COLOURS[report.HOLDS] in page
+    assert "text-align:right" in page and "1 holds, 1 not applicable here" in page
+
+
+def test_sweep_tables_render_as_html_and_show_the_regime_where_rows_carry_kernel_time():
+    from common import sweeps
+
+    rows = [{"batch": 1, "latency_ms": 1.33, "kernel_ms": 0.071, "gpu_busy": 0.053, "regime": "host-bound"},
+            {"batch": 64, "latency_ms": 5.2, "kernel_ms": 5.0, "gpu_busy": 0.96, "regime": "device-bound"}]
+    table = sweeps.format_table(rows, ["batch", "latency_ms"])
+    assert isinstance(table, str) and table.columns == ["batch", "latency_ms", "gpu_busy", "regime"]
+    assert "96%" in table and "host-bound" in table.splitlines()[2]
+    assert sweeps.format_table(rows, ["batch", "latency_ms"], kernel_columns=False).columns == ["batch", "latency_ms"]
+    cpu_rows = [dict(r, kernel_ms=float("nan"), gpu_busy=float("nan"), regime="cpu") for r in rows]
+    assert sweeps.format_table(cpu_rows, ["batch", "latency_ms"]).columns == ["batch", "latency_ms"]
+    page = table._repr_html_()
+    assert page.count("<tr>") == 3 and "text-align:right" in page and ">host-bound<" in page
+
+
 def test_plots_write_png_and_csv_with_fixed_size(tmp_path):
     rows = [{"batch": b, "tput": 10.0 * b, "backend": "PyTorch eager (cpu, fp32)"} for b in (1, 2, 4)]
     png = plots.line_plot(rows, x="batch", y="tput", series="backend", title="t", xlabel="x", ylabel="y",

@@ -20,6 +20,7 @@ from .inspect import EngineInfo, IOTensorInfo, LayerInfo, TensorInfo, inspect_en
 from .logger import BuildLog, make_logger
 from .profile import LayerTimes, attach_profiler
 from .run import EngineRunner, TensorSpec
+from .trtexec import trtexec_command
 
 
 def available() -> bool:
@@ -41,5 +42,6 @@ __all__ = [
     "LayerTimes", "attach_profiler",
     "BuildLog", "make_logger", "BuildResult", "EngineBuildError", "OnnxParseError", "build_engine", "load_engine",
     "EngineRunner", "TensorSpec",
+    "trtexec_command",
     "CudaError", "CudaGraph", "GraphCache", "GraphCaptureError",
 ]

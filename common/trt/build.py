@@ -229,7 +229,7 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
             warnings.warn(f"the engine cache {folder} cannot be used ({exc}); building without it",
                           EngineCacheWarning, stacklevel=2)
         entry = store.get_entry(key, trt_version=machine.tensorrt, gpu_name=machine.gpu_name) if store else None
-        if entry is not None:
+        if entry is not None and store is not None:
             plan, meta = entry
             t0 = time.perf_counter()
             try:

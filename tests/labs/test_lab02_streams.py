@@ -239,8 +239,8 @@ class StandInContext:
     """Enqueues a sleep kernel on the stream it is given, where TensorRT's context would enqueue an engine."""
 
     def execute_async_v3(self, stream_handle):
-        with torch.cuda.stream(torch.cuda.ExternalStream(stream_handle)):
-            torch.cuda._sleep(2_000_000)
+        assert stream_handle == torch.cuda.current_stream().cuda_stream
+        torch.cuda._sleep(2_000_000)
         return True
 
 

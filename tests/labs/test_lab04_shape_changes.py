@@ -282,13 +282,45 @@ def test_eager_steady_measures_each_batch_twice_on_cpu():
     assert runs[4][0].batch_size == 4 and runs[2][0].backend == "PyTorch eager (cpu, fp32)"
 
 
-def test_build_summary_names_cached_engines():
+def test_build_summary_names_the_backend_and_cached_engines(monkeypatch):
+    import common.trt
+
+    monkeypatch.setattr(common.trt, "version", lambda: "11.4")
     builds = {"edge-mask on": types.SimpleNamespace(from_cache=False, build_seconds=61.25, plan_size_bytes=3 * 2**20),
               "wide profile": types.SimpleNamespace(from_cache=True, build_seconds=40.0, plan_size_bytes=2**20)}
-    assert lab.build_summary(builds, "11.4").splitlines() == [
+    assert lab.tensorrt_backend() == "TensorRT 11.4"
+    assert lab.build_summary(builds).splitlines() == [
         "TensorRT 11.4 edge-mask on : build   61.2 s; plan 3.0 MiB",
         "TensorRT 11.4 wide profile : build   40.0 s (engine from the cache: the time of its original build); "
         "plan 1.0 MiB"]
+
+
+def test_build_engines_narrow_profiles_per_tactic_source_set_and_one_wide(monkeypatch):
+    import common.trt
+
+    built = []
+    monkeypatch.setattr(common.trt, "build_engine", lambda path, config: built.append((path, config)) or len(built))
+    sources = {"edge-mask on": frozenset({"EDGE_MASK_CONVOLUTIONS", "JIT_CONVOLUTIONS"}),
+               "edge-mask off": frozenset({"JIT_CONVOLUTIONS"})}
+    builds = lab.build_engines("m.onnx", (3, 8, 8), narrow=((1, 4, 8), (16, 32, 64)), wide=(1, 16, 64),
+                               tactic_sources=sources)
+    assert builds == {"edge-mask on": 1, "edge-mask off": 2, "wide profile": 3}
+    configs = [config for _, config in built]
+    assert [c.tactic_sources for c in configs] == [sources["edge-mask on"], sources["edge-mask off"],
+                                                   sources["edge-mask on"]]
+    assert [p.shapes["input"] for p in configs[1].profiles] == [((1, 3, 8, 8), (4, 3, 8, 8), (8, 3, 8, 8)),
+                                                               ((16, 3, 8, 8), (32, 3, 8, 8), (64, 3, 8, 8))]
+    assert [p.shapes["input"] for p in configs[2].profiles] == [((1, 3, 8, 8), (16, 3, 8, 8), (64, 3, 8, 8))]
+
+
+def test_engine_width_study_runs_each_engine_in_its_own_runner(monkeypatch):
+    import common.trt
+
+    narrow, wide = FakeRunner(), FakeRunner()
+    wide.specs = {"input": type("Spec", (), {"profile_shapes": (((1, 2), (16, 2), (64, 2)),)})()}
+    monkeypatch.setattr(common.trt, "EngineRunner", lambda engine: engine)
+    rows = lab.engine_width_study(narrow, wide, "input", (2,), [4], warmup_ms=1, measure_ms=2)
+    assert [r["narrow_profile"] for r in rows] == ["0: 1..8 opt 4"] and ("enqueue", 0) in wide.calls
 
 
 @needs_gpu

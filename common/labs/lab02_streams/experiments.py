@@ -6,7 +6,9 @@
   FP32 with :func:`reference_errors`; :func:`on_streams` and :func:`in_threads` time them one after
   another and side by side;
 - :func:`blocking_stream` makes the kind of stream the legacy default stream synchronises with.
-  PyTorch's own streams are created non-blocking and never do;
+  PyTorch's own streams are created non-blocking and never do; :func:`spin_kernel` is the work put on
+  it: a kernel that only waits, so it competes with nothing (no memory traffic, one SM) and whatever
+  it changes in another stream's timing is the synchronisation alone;
 - :func:`copy_bandwidth_study`: host<->device copies from pageable and from pinned host memory;
 - :func:`timeline_plot` draws the spans of each experiment as horizontal bars, one row per stream.
 """
@@ -160,11 +162,24 @@ def _blocking_handle(device: int) -> int:
     return int(handle.value or 0)
 
 
-def device_copy(nbytes: int) -> Work:
-    """A piece of work that copies `nbytes` from one device buffer to another (one device-to-device memcpy)."""
-    src = torch.ones(nbytes, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    return functools.partial(dst.copy_, src, non_blocking=True)
+#: Cycles the calibration of :func:`spin_kernel` waits, about a millisecond on any recent GPU.
+_CALIBRATION_CYCLES = 1_000_000
+
+
+def spin_kernel(duration_ms: float) -> Work:
+    """A piece of work that enqueues one kernel waiting about `duration_ms` on the GPU's clock
+    (``torch.cuda._sleep``: one thread spinning, no memory traffic), calibrated on this GPU once."""
+    env.require("gpu")
+    if duration_ms <= 0:
+        raise ValueError(f"duration_ms must be positive, got {duration_ms}")
+    return functools.partial(torch.cuda._sleep, max(1, round(duration_ms * _spin_cycles_per_ms())))
+
+
+@functools.lru_cache(maxsize=None)
+def _spin_cycles_per_ms() -> float:
+    m = bench.measure(functools.partial(torch.cuda._sleep, _CALIBRATION_CYCLES), name="spin calibration",
+                      device="cuda", warmup_ms=20, measure_ms=50, kernel_time=False)
+    return _CALIBRATION_CYCLES / m.latency_ms.median
 
 
 def host_buffer(nbytes: int, *, pinned: bool) -> torch.Tensor:
@@ -178,13 +193,14 @@ def host_to_device_copy(nbytes: int, *, pinned: bool) -> Work:
     return functools.partial(dst.copy_, host_buffer(nbytes, pinned=pinned), non_blocking=True)
 
 
-def copy_bandwidth_study(nbytes: int, *, passes: int = 2,
+def copy_bandwidth_study(nbytes: int, *, passes: int = bench.PASSES,
                          **bench_kwargs) -> tuple[list[dict], dict[str, bench.Comparison]]:
     """Host-to-device and device-to-host copy bandwidth from pageable and from pinned host memory.
 
     Each copy is ``copy_(..., non_blocking=True)`` timed by events on a created stream; bandwidth =
     bytes / median time. Returns one row per (direction, memory) and, per direction, pinned against
-    pageable as a :class:`bench.Comparison` (speedup = pageable time / pinned time).
+    pageable as a :class:`bench.Comparison` (speedup = pageable time / pinned time, on event time:
+    the copy is the device work being compared).
     """
     device = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
     hosts = {"pageable": host_buffer(nbytes, pinned=False), "pinned": host_buffer(nbytes, pinned=True)}
@@ -200,7 +216,8 @@ def copy_bandwidth_study(nbytes: int, *, passes: int = 2,
             median_ms = bench.median_latency_ms(measured)
             rows.append({"direction": direction, "host memory": memory, "MiB": nbytes / MiB, "median_ms": median_ms,
                          "GB_per_s": nbytes / (median_ms / 1e3) / 1e9,
-                         "spread_pct": bench.spread_pct(m.latency_ms.median for m in measured)})
+                         "spread_pct": bench.spread_pct(m.latency_ms.median for m in measured),
+                         **bench.kernel_fields(measured)})
         comparisons[direction] = bench.compare(runs["pageable"], runs["pinned"])
     return rows, comparisons
 

@@ -1,5 +1,6 @@
 """Lab 02 (streams), with TensorRT: auxiliary streams inside one context, several execution contexts of
-one engine, and TensorRT's enqueue beside a copy on a blocking stream.
+one engine, TensorRT's enqueue beside a kernel on a blocking stream, and what an enqueue on the legacy
+default stream costs the host (the extra synchronisation ``execute_async_v3``'s documentation warns of).
 
 Every engine's output is checked against PyTorch FP32 (``checks.verify``, FP16 at model scope) before
 anything is timed. Each study needs TensorRT and says so (``env.require``) where it is missing.
@@ -18,13 +19,16 @@ from common import bench, checks, env, models
 from common.runners import Runner, TensorRTRunner
 
 from .experiments import MiB, build_multibranch, multibranch_input, multibranch_sample_shape
-from .timing import Concurrency, ForkJoin, OverlapCase, OverlapStudy, Work, compare_concurrent, overlap_study
+from .timing import (
+    Concurrency, ForkJoin, OverlapCase, OverlapStudy, Work, compare_concurrent, host_cost_study, overlap_study,
+)
 
 
 def aux_stream_study(onnx_path: str | Path, scale: str, *, batches: Sequence[int],
-                     aux_counts: Sequence[int] = (0, 1, 2, 4), passes: int = 2, **bench_kwargs) -> list[dict]:
+                     aux_counts: Sequence[int] = (0, 1, 2, 4), passes: int = bench.PASSES, **bench_kwargs) -> list[dict]:
     """TensorRT: the multi-branch network built with ``max_aux_streams=n`` for each n, checked against
-    PyTorch FP32, then timed at each batch size (twice each) against n=0; and the engine that uses
+    PyTorch FP32, then timed at each batch size (`passes` interleaved passes) against n=0, with the 95%
+    interval of each speedup (event time: the latency a request sees); and the engine that uses
     the most auxiliary streams run again with streams the user supplies (``set_aux_streams``).
     """
     from common.trt import BuildConfig, batch_profile
@@ -59,10 +63,12 @@ def aux_stream_study(onnx_path: str | Path, scale: str, *, batches: Sequence[int
                 runs[key].append(measure(batch))
         for key, measured in runs.items():
             versus = bench.compare(runs[str(aux_counts[0])], measured)
+            lo, hi = versus.interval
             rows.append({"max_aux_streams": key, "num_aux_streams": num_aux[key], "batch": batch,
                          "latency_ms": versus.median_b_ms, "spread_pct": bench.spread_pct(
                              m.latency_ms.median for m in measured),
-                         f"speedup_vs_{aux_counts[0]}": versus.speedup, "significant": versus.significant})
+                         f"speedup_vs_{aux_counts[0]}": versus.speedup, "interval_lo": lo, "interval_hi": hi,
+                         "significant": versus.significant, **bench.kernel_fields(measured)})
     return rows
 
 
@@ -114,7 +120,7 @@ class ContextsStudy:
 
 
 def contexts_study(onnx_path: str | Path, name: str, scale: str, *, batch_size: int,
-                   counts: Sequence[int] = (1, 2, 4), passes: int = 2, **bench_kwargs) -> ContextsStudy:
+                   counts: Sequence[int] = (1, 2, 4), passes: int = bench.PASSES, **bench_kwargs) -> ContextsStudy:
     """TensorRT: one engine of zoo model `name`, N execution contexts each on its own stream, against
     the same N inferences of one context on one stream. Every context is checked against PyTorch FP32
     first. The engine is built with ``max_aux_streams=0`` so the only concurrency is between contexts.
@@ -149,15 +155,23 @@ def contexts_study(onnx_path: str | Path, name: str, scale: str, *, batch_size: 
     return ContextsStudy(rows, results, runner)
 
 
-
-
-def tensorrt_default_stream_study(engine_runner, copy: Work, blocking: torch.cuda.Stream,
+def tensorrt_default_stream_study(engine_runner, spin: Work, blocking: torch.cuda.Stream,
                                   **bench_kwargs) -> OverlapStudy:
-    """TensorRT's enqueue (context 0) beside `copy` on the `blocking` stream, the copy issued first: the
-    inference on a created stream, then on the legacy default stream."""
+    """TensorRT's enqueue (context 0) beside `spin` (:func:`spin_kernel`) on the `blocking` stream, the
+    spin issued first: the inference on a created stream, then on the legacy default stream."""
     enqueue = enqueue_on_current_stream(engine_runner, 0)
-    cases = [OverlapCase(f"TensorRT: {name}", (copy, enqueue), (blocking, stream), ("copy", "inference"),
-                         ("copy", "inference"))
-             for name, stream in (("created | blocking copy", torch.cuda.Stream()),
-                                  ("default | blocking copy", torch.cuda.default_stream()))]
+    cases = [OverlapCase(f"TensorRT: {name}", (spin, enqueue), (blocking, stream), ("spin", "inference"),
+                         ("spin", "inference"))
+             for name, stream in (("created | blocking spin", torch.cuda.Stream()),
+                                  ("default | blocking spin", torch.cuda.default_stream()))]
     return overlap_study(cases, **bench_kwargs)
+
+
+def tensorrt_host_cost_study(engine_runner, **bench_kwargs) -> bench.Comparison:
+    """What one ``execute_async_v3`` costs the host on the legacy default stream against a created stream
+    (host time per call; speedup = default's / created's): the extra synchronisation TensorRT's
+    documentation of ``execute_async_v3`` warns of shows here, not in the device time."""
+    runs = host_cost_study(enqueue_on_current_stream(engine_runner, 0),
+                           {"legacy default stream": torch.cuda.default_stream(), "created stream": torch.cuda.Stream()},
+                           **bench_kwargs)
+    return bench.compare(runs["legacy default stream"], runs["created stream"], on="host")

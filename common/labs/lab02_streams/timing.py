@@ -5,7 +5,9 @@ stream and joined back to it, so ``bench.measure(run, stream=main)`` times the w
 :meth:`~ForkJoin.timeline` records when each piece ran on which stream. :class:`ThreadFork` is the CPU
 counterpart: each piece in its own Python thread. :func:`compare_concurrent` times the same work one
 piece after another and concurrently; :func:`overlap_study` times two pieces alone and together and
-says how much of one hid under the other (:func:`overlap_fraction`, :func:`busy_overlap_ms`).
+says how much of one hid under the other (:func:`overlap_fraction`, :func:`busy_overlap_ms`);
+:func:`host_cost_study` times what one call costs the host on the legacy default stream and on a
+created stream. Every comparison takes :data:`common.bench.PASSES` interleaved passes.
 """
 
 from __future__ import annotations
@@ -215,25 +217,31 @@ class Concurrency:
     comparison: bench.Comparison
     one_spans: list[Span]       # one timeline of each configuration, lanes prefixed by its label
     concurrent_spans: list[Span]
+    one_runs: list[bench.Measurement] = dataclasses.field(default_factory=list)   # the passes behind `comparison`
+    concurrent_runs: list[bench.Measurement] = dataclasses.field(default_factory=list)
 
     @property
     def spans(self) -> list[Span]:
         return self.one_spans + self.concurrent_spans
 
     def row(self) -> dict:
+        """The comparison as a table row; with the GPU's busy share and regime of the concurrent run
+        where its passes were kept (:func:`common.bench.kernel_fields`)."""
         c = self.comparison
+        lo, hi = c.interval
+        regime = bench.kernel_fields(self.concurrent_runs) if self.concurrent_runs else {}
         return {"experiment": self.experiment, "one": self.one, "concurrent": self.concurrent,
                 "one_ms": c.median_a_ms, "concurrent_ms": c.median_b_ms, "speedup": c.speedup,
-                "spread_pct": c.noise_pct, "significant": c.significant,
+                "interval": f"{lo:.2f}-{hi:.2f}x", "spread_pct": c.noise_pct, "significant": c.significant,
                 "one_items_per_s": self.items / (c.median_a_ms / 1e3),
-                "concurrent_items_per_s": self.items / (c.median_b_ms / 1e3)}
+                "concurrent_items_per_s": self.items / (c.median_b_ms / 1e3), **regime}
 
 
 def compare_concurrent(one: ForkJoin | ThreadFork, concurrent: ForkJoin | ThreadFork, *, experiment: str,
-                       tag: str, one_label: str, concurrent_label: str, items: int, passes: int = 2,
+                       tag: str, one_label: str, concurrent_label: str, items: int, passes: int = bench.PASSES,
                        **bench_kwargs) -> Concurrency:
     """Time `one` (the pieces one after another) and `concurrent` alternately, `passes` times each, so
-    that drift hits both; speedup = one's median / concurrent's median, judged against the spread."""
+    that drift hits both; speedup = one's median / concurrent's median, with its 95% interval over passes."""
     runs_one, runs_concurrent = [], []
     for _ in range(passes):
         runs_one.append(one.measure(f"{experiment}, {one_label}", batch_size=items, **bench_kwargs))
@@ -241,7 +249,7 @@ def compare_concurrent(one: ForkJoin | ThreadFork, concurrent: ForkJoin | Thread
                                                   **bench_kwargs))
     return Concurrency(experiment, tag, one_label, concurrent_label, items, bench.compare(runs_one, runs_concurrent),
                        with_lane_prefix(one.timeline(), one_label),
-                       with_lane_prefix(concurrent.timeline(), concurrent_label))
+                       with_lane_prefix(concurrent.timeline(), concurrent_label), runs_one, runs_concurrent)
 
 
 def overlap_fraction(alone_a_ms: float, alone_b_ms: float, together_ms: float) -> float:
@@ -293,7 +301,8 @@ class OverlapStudy:
         return next(r for r in self.rows if r["case"] == case)
 
     def compare(self, case_a: str, case_b: str) -> bench.Comparison:
-        """Case b against case a, on the time of the two pieces together (speedup = a / b)."""
+        """Case b against case a, on the event time of the two pieces together (speedup = a / b): what
+        the program waits for."""
         return bench.compare(self.together[case_a], self.together[case_b])
 
     def panel(self) -> list[Span]:
@@ -301,7 +310,7 @@ class OverlapStudy:
         return [span for case, spans in self.timelines.items() for span in with_lane_prefix(spans, case)]
 
 
-def overlap_study(cases: Sequence[OverlapCase], *, passes: int = 2, **bench_kwargs) -> OverlapStudy:
+def overlap_study(cases: Sequence[OverlapCase], *, passes: int = bench.PASSES, **bench_kwargs) -> OverlapStudy:
     """Time each case's two pieces alone and together (fork-join regions), `passes` times in turn.
 
     The pieces are enqueued in the order given: put first what a real program issues first.
@@ -327,7 +336,22 @@ def overlap_study(cases: Sequence[OverlapCase], *, passes: int = 2, **bench_kwar
             "spread_pct": max(bench.spread_pct(m.latency_ms.median for m in bucket) for bucket in runs[c.name]),
             "overlap": overlap_fraction(a_ms, b_ms, together_ms),
             "timeline_overlap": busy_overlap_ms(spans, *c.lanes) / min(busy),
+            **bench.kernel_fields(runs[c.name][2]),
         })
         timelines[c.name] = spans
     return OverlapStudy(rows, timelines, {c.name: runs[c.name][2] for c in cases})
 
+
+
+def host_cost_study(work: Work, streams: dict[str, torch.cuda.Stream], *, passes: int = bench.PASSES,
+                    **bench_kwargs) -> dict[str, list[bench.Measurement]]:
+    """What one call of `work` costs the host on each of `streams` (by name, e.g. the legacy default
+    stream and a created one), `passes` interleaved passes each. Each call is a fork-join region from
+    a created main stream, so the events stay off the default stream; the host time per call is what
+    to compare (``bench.compare(..., on="host")``): a call that synchronises shows it there."""
+    forks = {name: ForkJoin([work], [stream], labels=["call"], lane_names=[name]) for name, stream in streams.items()}
+    runs: dict[str, list[bench.Measurement]] = {name: [] for name in streams}
+    for _ in range(passes):
+        for name, fork in forks.items():
+            runs[name].append(fork.measure(f"call on the {name}", batch_size=1, **bench_kwargs))
+    return runs

@@ -19,15 +19,16 @@ from .recompiles import CompileStudy, compile_steady_rows, compile_study, eager_
 from .switching import (FIRST, NOTICEABLE, STEADY, FirstRunSummary, SwitchStudy, Target, alternating, cnn_inputs,
                         distribution_plot, geometric_mean, ort_targets, reference_outputs, relative_errors,
                         switch_study, timed_call_ms, tolerance, torch_outputs, torch_targets)
-from .tensorrt_path import (HOW, Binding, build_summary, engine_outputs, profile_index_for, profile_width_study,
-                            trt_memory_rows, trt_switch_studies, trt_targets, verify_engines)
+from .tensorrt_path import (HOW, Binding, build_engines, build_summary, engine_outputs, engine_width_study,
+                            profile_index_for, profile_width_study, tensorrt_backend, trt_memory_rows,
+                            trt_switch_studies, trt_targets, verify_engines)
 
 __all__ = [
     "COMPILE_CLAIMS", "FIRST", "HOW", "LAB", "NEW_SHAPE_CLAIM", "NOTICEABLE", "SEEN_SHAPES_CLAIM", "STEADY",
     "TRT_CLAIMS", "Binding", "CompileStudy", "FirstRunSummary", "SwitchStudy", "Target", "alternating",
-    "build_summary", "cnn_inputs", "compile_claims", "compile_steady_rows", "compile_study", "distribution_plot",
-    "eager_steady", "engine_outputs", "geometric_mean", "graphs_compiled", "ort_targets", "profile_index_for",
+    "build_engines", "build_summary", "cnn_inputs", "compile_claims", "compile_steady_rows", "compile_study", "distribution_plot",
+    "eager_steady", "engine_outputs", "engine_width_study", "geometric_mean", "graphs_compiled", "ort_targets", "profile_index_for",
     "profile_width_study", "reference_outputs", "relative_errors", "switch_claims", "switch_study",
-    "tensorrt_claims", "timed_call_ms", "tolerance", "torch_outputs", "torch_targets", "trt_memory_rows",
+    "tensorrt_backend", "tensorrt_claims", "timed_call_ms", "tolerance", "torch_outputs", "torch_targets", "trt_memory_rows",
     "trt_switch_studies", "trt_targets", "verify_engines",
 ]

@@ -4,13 +4,15 @@ Run only where TensorRT is installed. :func:`trt_targets` makes switching target
 :class:`common.trt.EngineRunner` (a shape change in one context, a profile switch in one context, or
 one context per profile); :func:`trt_switch_studies` studies the three ways, :func:`trt_memory_rows`
 says what each holds in device memory, :func:`profile_width_study` sets narrow profiles against one
-wide one, and :func:`verify_engines` checks every engine before any of it is timed.
+wide one. :func:`build_engines` builds the lab's engines and :func:`verify_engines` checks each
+before any of it is timed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+from pathlib import Path
 from typing import Any, Hashable, Mapping, Sequence
 
 import torch
@@ -192,14 +194,54 @@ def trt_switch_studies(engine: Any, label: str, backend: str, input_name: str, s
     return studies, memory
 
 
-def build_summary(builds: Mapping[str, Any], version: str) -> str:
+def build_engines(onnx_fp16: Path, sample_shape: Sequence[int], *, narrow: Sequence[tuple[int, int, int]],
+                  wide: tuple[int, int, int], tactic_sources: Mapping[str, frozenset[str]],
+                  input_name: str = "input") -> dict[str, Any]:
+    """The lab's engines from one FP16 ONNX, each a ``common.trt.build_engine`` result.
+
+    Per entry of `tactic_sources` (label -> TensorRT tactic sources) one engine with a profile per
+    `narrow` (min, opt, max) batch range; then "wide profile": one profile `wide`, with the first
+    entry's sources. Each is ``BuildConfig(profiles=..., tactic_sources=...)``, as trtexec's
+    ``--minShapes/--optShapes/--maxShapes`` and ``--tacticSources``.
+    """
+    from common import trt
+
+    def profile(batches: tuple[int, int, int]) -> Any:
+        return trt.batch_profile(input_name, sample_shape, *batches)
+
+    narrow_profiles = tuple(profile(r) for r in narrow)
+    builds = {label: trt.build_engine(onnx_fp16, trt.BuildConfig(profiles=narrow_profiles, tactic_sources=sources))
+              for label, sources in tactic_sources.items()}
+    builds["wide profile"] = trt.build_engine(onnx_fp16, trt.BuildConfig(
+        profiles=(profile(wide),), tactic_sources=next(iter(tactic_sources.values()))))
+    return builds
+
+
+def tensorrt_backend() -> str:
+    """What produced the TensorRT numbers, e.g. 'TensorRT 11.4.0'."""
+    from common import trt
+
+    return f"TensorRT {trt.version()}"
+
+
+def build_summary(builds: Mapping[str, Any]) -> str:
     """One line per engine build: its seconds (a cached engine's are its original build's) and plan size."""
+    backend = tensorrt_backend()
     lines = []
     for label, build in builds.items():
         cached = " (engine from the cache: the time of its original build)" if build.from_cache else ""
-        lines.append(f"TensorRT {version} {label:13}: build {build.build_seconds:6.1f} s{cached}; "
+        lines.append(f"{backend} {label:13}: build {build.build_seconds:6.1f} s{cached}; "
                      f"plan {build.plan_size_bytes / 2**20:.1f} MiB")
     return "\n".join(lines)
+
+
+def engine_width_study(narrow_engine: Any, wide_engine: Any, input_name: str, sample_shape: Sequence[int],
+                       batches: Sequence[int], **timing: Any) -> list[dict]:
+    """:func:`profile_width_study` of two engines, each run by a new ``common.trt.EngineRunner``."""
+    from common.trt import EngineRunner
+
+    return profile_width_study(EngineRunner(narrow_engine), EngineRunner(wide_engine), input_name, sample_shape,
+                               batches, **timing)
 
 
 def verify_engines(builds: Mapping[str, Any], name: str, scale: str, batches: Sequence[int],

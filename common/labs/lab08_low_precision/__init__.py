@@ -7,10 +7,10 @@ The notebook imports this package as ``lab``. Its parts:
 - :mod:`.quantization`: ModelOpt PTQ, QAT, per-layer sensitivity, ONNX PTQ, where Q/DQ landed;
 - :mod:`.tensorrt`: the strongly typed engines of every graph (the inspector's types are parsed by
   :mod:`common.trt.precision`);
-- :mod:`.lab_claims`: the claims, as functions of the experiments' :class:`Results`.
+- :mod:`.claims`: the claims, as functions of the experiments' :class:`Results`.
 """
 
-from .lab_claims import Results, accuracy_claims, claim_texts, claims, speed_claims, tensorrt_claims
+from .claims import Results, accuracy_claims, claim_texts, claims, speed_claims, tensorrt_claims
 from .precision import (FP8_MAX, AutocastResult, ToolOutput, autocast, autocast_logits, captured_modelopt_output,
                         fp8_fake_quantize, fp8_linear_stack_fn, fp32_compute_nodes, gpu_math_defaults, int8_case,
                         linear_stack, linear_stack_cases, model_case, node_output_absmax, ort_logits,

@@ -7,7 +7,7 @@ The notebook imports this package as ``lab``. Its parts:
   products (cuSPARSELt, CUTLASS) and their speedups, zeros in a dense kernel, the speedup plot;
 - :mod:`.tensorrt`: the model built dense and with ``SPARSE_WEIGHTS``; TensorRT's account of it is
   parsed by :mod:`common.trt.sparsity` (whose documented example and log parser are re-exported here);
-- :mod:`.lab_claims`: the claims, as functions of the experiments' :class:`Results`.
+- :mod:`.claims`: the claims, as functions of the experiments' :class:`Results`.
 """
 
 from common.trt.sparsity import DOCUMENTED_EXAMPLE, parse_build_log
@@ -16,7 +16,7 @@ from .gemms import (BACKENDS, FORMS, GemmShape, LayerStudy, backend_status, best
                     conv_as_gemm, conv_layer_gemms, conv_weight_as_gemm, force_cutlass, gemm_cases,
                     im2col_channels_innermost, layer_inputs, layer_study, model_layer_cases, relative_error,
                     speedup_plot, speedup_rows, sweep_cases, to_semi_structured, zeros_cases, zeros_rows)
-from .lab_claims import Results, claim_texts, claims, pruning_claims, speed_claims, tensorrt_claims
+from .claims import Results, claim_texts, claims, pruning_claims, speed_claims, tensorrt_claims
 from .pattern import (GROUP, KEEP, PatternCheck, Pruned, accuracy_row, check_2_4, export_sparse, groups_along_input,
                       groups_in_memory_order, is_2_4, magnitude_mask_2_4, modelopt_sparsify, pattern_rows,
                       prune_2_4, pruned_layers, weight_layers)

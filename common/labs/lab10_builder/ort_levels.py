@@ -1,4 +1,4 @@
-"""ONNX Runtime's side of the trade: its graph optimization levels, session build time and run time."""
+"""Lab 10, ONNX Runtime's side of the trade: its graph optimization levels, session build and run time."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""torch.compile's side of the trade: its modes, compile seconds cold and warm, and run time.
+"""Lab 10, torch.compile's side of the trade: its modes, compile seconds cold and warm, and run time.
 
 Inductor's cache, cold and warm, in one process: :func:`common.compiler.fresh_inductor_cache` points
 ``TORCHINDUCTOR_CACHE_DIR`` and ``TRITON_CACHE_DIR`` at a new temporary folder and clears Inductor's

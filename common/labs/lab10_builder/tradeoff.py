@@ -1,4 +1,4 @@
-"""The trade-off's arithmetic and pictures: inferences that pay a build back, a verdict against the
+"""Lab 10, the trade-off's arithmetic and pictures: inferences that pay a build back, a verdict against the
 run-to-run spread, and run time against build seconds for every compiler the lab measures."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""TensorRT's build effort, measured: optimization levels, the timing cache (cold, warm, reused by a
+"""Lab 10, TensorRT's build effort measured: optimization levels, the timing cache (cold, warm, reused by a
 related model), tactic knobs, and the editable timing cache that replaced the algorithm selector.
 
 Every build here bypasses the engine cache (``build_engine(..., cache=False)``), so its
@@ -198,8 +198,9 @@ def cache_key_checks(onnx_paths: Mapping[str, str | Path], sample_shape: Sequenc
                ("another TensorRT version -> another key", key != key_of(version="11.5.0.20")),
                ("another GPU -> another key", key != key_of(gpu=A100)),
                ("another model -> another key", key != key_of(model="convnet"))]
-    for name, value in (("builder_optimization_level", 5), ("timing_cache_path", "elsewhere.timing-cache")):
-        other = dataclasses.replace(config, **{name: value})
+    others = {"builder_optimization_level": dataclasses.replace(config, builder_optimization_level=5),
+              "timing_cache_path": dataclasses.replace(config, timing_cache_path="elsewhere.timing-cache")}
+    for name, other in others.items():
         statements.append((f"another {name} -> another key", key != key_of(cfg=other)))
     return statements
 

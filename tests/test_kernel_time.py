@@ -1,0 +1,238 @@
+"""Kernel time: the pure parts on synthetic intervals (any machine), the CUPTI pass on a GPU."""
+
+import math
+
+import pytest
+import torch
+
+from common import bench
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="kernel time needs a GPU (CUPTI)")
+
+
+def test_union_counts_overlap_once():
+    assert bench.interval_union([]) == 0.0
+    assert bench.interval_union([(0, 2), (1, 3), (5, 6)]) == 4.0           # two streams overlapping, then a gap
+    assert bench.interval_union([(5, 6), (0, 10)]) == 10.0                 # one interval inside another, any order
+    assert bench.interval_union([(0, 1), (1, 2)]) == 2.0                   # touching: no double count, no gap
+    with pytest.raises(ValueError, match="ends before it starts"):
+        bench.interval_union([(3, 1)])
+
+
+def test_windows_run_to_the_next_iterations_start():
+    assert bench.iteration_windows([(10, 12), (0, 5)]) == [(0, 10), (10, 12)]
+    assert bench.iteration_windows([]) == []
+
+
+def test_each_interval_belongs_to_the_iteration_it_starts_in():
+    windows = [(0, 10), (10, 20)]
+    intervals = [(1, 3), (2, 4), (9, 12), (11, 13), (25, 26), (-5, -1)]   # last two: in no iteration
+    assert bench.attribute(intervals, windows) == [[(1, 3), (2, 4), (9, 10)], [(11, 13)]]
+    rows = bench.per_iteration(intervals, windows)
+    assert rows == [(4.0, 5.0, 3), (2.0, 2.0, 1)]                        # (union, plain sum, count)
+
+
+def test_kernel_time_takes_per_iteration_medians_in_milliseconds():
+    ns = 1_000_000
+    windows = [(0, 10 * ns), (10 * ns, 20 * ns), (20 * ns, 30 * ns)]
+    work = [(0, 2 * ns), (1 * ns, 3 * ns), (10 * ns, 12 * ns), (20 * ns, 29 * ns)]
+    copies = [(20 * ns, 21 * ns)]
+    kt = bench.kernel_time_of(work, copies, windows)
+    assert kt.per_iteration_ms == (3.0, 2.0, 9.0)
+    assert (kt.union_ms, kt.sum_ms, kt.copy_ms, kt.activities_per_iter, kt.iterations) == (3.0, 4.0, 0.0, 1, 3)
+    assert bench.kernel_time_of(work, copies, []) is None
+
+
+@pytest.mark.parametrize("busy, regime", [
+    (0.95, bench.DEVICE_BOUND), (0.8, bench.DEVICE_BOUND), (0.79, bench.MIXED), (0.5, bench.MIXED),
+    (0.49, bench.HOST_BOUND), (0.05, bench.HOST_BOUND), (float("nan"), bench.NOT_MEASURED),
+])
+def test_regime_follows_from_busy(busy, regime):
+    assert bench.regime_of(busy) == regime
+    assert bench.regime_of(busy, "cpu") == bench.CPU_REGIME
+
+
+def test_the_pass_is_switched_by_keyword_and_environment(monkeypatch):
+    monkeypatch.delenv(bench.KERNEL_TIME_ENV, raising=False)
+    assert bench.kernel_time_enabled() and not bench.kernel_time_enabled(False)
+    for off in ("0", "false", "OFF"):
+        monkeypatch.setenv(bench.KERNEL_TIME_ENV, off)
+        assert not bench.kernel_time_enabled() and bench.kernel_time_enabled(True)
+    monkeypatch.setenv(bench.KERNEL_TIME_ENV, "maybe")
+    with pytest.raises(ValueError, match="TRTLABS_KERNEL_TIME"):
+        bench.kernel_time_enabled()
+
+
+def test_the_pass_profiles_about_50_ms():
+    assert bench.kernel_iterations(0.01) == bench.KERNEL_TIME_MAX_ITERS
+    assert bench.kernel_iterations(10.0) == 5
+    assert bench.kernel_iterations(200.0) == 1
+    assert bench.kernel_iterations(0.0) == bench.KERNEL_TIME_MAX_ITERS
+
+
+class _Event:
+    def __init__(self, name, device, kind, start, end):
+        self._v = name, device, kind, start, end
+
+    def name(self):
+        return self._v[0]
+
+    def device_type(self):
+        return self._v[1]
+
+    def activity_type(self):
+        return self._v[2]
+
+    def start_ns(self):
+        return self._v[3]
+
+    def end_ns(self):
+        return self._v[4]
+
+
+def test_device_work_is_kernels_copies_and_memsets_only():
+    from torch.autograd import DeviceType
+
+    label = bench._ITERATION_LABEL
+    events = [
+        _Event(label, DeviceType.CPU, "user_annotation", 0, 100),
+        _Event("aten::mm", DeviceType.CPU, "cpu_op", 1, 5),
+        _Event("cudaGraphLaunch", DeviceType.CPU, "cuda_runtime", 5, 8),
+        _Event(label, DeviceType.CUDA, "gpu_user_annotation", 10, 90),   # spans the kernels: not work
+        _Event("Context Sync", DeviceType.CUDA, "cuda_sync", 60, 95),
+        _Event("ampere_h16816gemm", DeviceType.CUDA, "kernel", 10, 50),
+        _Event("Memcpy HtoD (Pinned -> Device)", DeviceType.CUDA, "gpu_memcpy", 40, 70),
+        _Event("Memset (Device)", DeviceType.CUDA, "gpu_memset", 80, 81),
+    ]
+    work, copies, windows = bench.device_activities(events)
+    assert work == [(10, 50), (40, 70), (80, 81)] and copies == [(40, 70), (80, 81)] and windows == [(0, 100)]
+    kt = bench.kernel_time_of(work, copies, bench.iteration_windows(windows))
+    assert kt.union_ms == pytest.approx(61e-6) and kt.sum_ms == pytest.approx(71e-6)
+
+
+def test_measurement_keeps_kernel_time_through_json(tmp_path):
+    s = bench.Stats.of([2.0])
+    kt = bench.KernelTime(union_ms=1.9, sum_ms=2.1, copy_ms=0.0, activities_per_iter=40, iterations=5,
+                          per_iteration_ms=(1.9, 1.8, 2.0, 1.9, 1.9))
+    m = bench.Measurement("mlp", "x", "cuda", 8, s, s, 2.0, 10, 0.0, "cuda-events", kernel=kt)
+    assert (m.event_ms, m.kernel_ms, m.kernel_sum_ms) == (2.0, 1.9, 2.1)
+    assert m.gpu_busy == pytest.approx(0.95) and m.regime == bench.DEVICE_BOUND
+    assert "95% busy: device-bound" in m.summary()
+    path = tmp_path / "m.json"
+    bench.save_measurements([m], path)
+    (back,) = bench.load_measurements(path)
+    assert back == m
+    old = bench.Measurement("old", "x", "cuda", 1, s, s, 2.0, 10, 0.0, "cuda-events")   # as callers build it
+    assert math.isnan(old.kernel_ms) and old.regime == bench.NOT_MEASURED
+    d = old.to_dict()
+    del d["kernel"], d["kernel_note"]                      # a file written before kernel time existed
+    assert bench.Measurement.from_dict(d) == old
+
+
+def test_kernel_fields_for_a_table_row():
+    def run(event, kernel):
+        s = bench.Stats.of([event])
+        kt = bench.KernelTime(kernel, kernel, 0.0, 1, 1) if kernel is not None else None
+        return bench.Measurement("m", "x", "cuda", 1, s, s, event, 1, 0.0, "cuda-events", kernel=kt)
+
+    row = bench.kernel_fields([run(1.0, 0.1), run(1.2, 0.1), run(1.1, 0.1)])
+    assert row["kernel_ms"] == 0.1 and row["gpu_busy"] == pytest.approx(0.1 / 1.1) and row["regime"] == bench.HOST_BOUND
+    assert math.isnan(bench.kernel_fields([run(1.0, None)])["kernel_ms"])
+
+
+def test_cpu_measurements_are_labelled_cpu():
+    m = bench.measure(lambda: sum(range(100)), device="cpu", warmup_ms=2, measure_ms=5)
+    assert m.kernel is None and m.regime == bench.CPU_REGIME
+
+
+# -- on a GPU -----------------------------------------------------------------------------------
+
+@gpu
+def test_a_large_matmul_is_device_bound_and_kernel_time_matches_events():
+    from common.benchmarks import validate_harness as vh
+
+    m = bench.measure(vh.matmul_case(4096), measure_ms=300)
+    assert m.kernel is not None, m.kernel_note
+    assert m.kernel_ms == pytest.approx(m.event_ms, rel=0.05)
+    assert m.regime == bench.DEVICE_BOUND
+
+
+@gpu
+def test_a_narrow_mlp_is_host_bound_eager_and_device_bound_as_a_cuda_graph():
+    from common.benchmarks import validate_harness as vh
+
+    eager, replay = vh.mlp_cases()
+    e = bench.measure(eager, measure_ms=300)
+    g = bench.measure(replay, measure_ms=300)
+    assert e.gpu_busy < 0.5 and e.regime == bench.HOST_BOUND, e.summary()
+    assert g.gpu_busy > 0.8 and g.regime == bench.DEVICE_BOUND, g.summary()
+    # kernels inside the graph replay are seen: as many per iteration as eager, about as long
+    assert e.kernel.activities_per_iter >= vh.MLP_LAYERS and g.kernel.activities_per_iter >= vh.MLP_LAYERS
+    assert g.kernel.activities_per_iter == pytest.approx(e.kernel.activities_per_iter, rel=0.1)
+    assert g.kernel_ms == pytest.approx(e.kernel_ms, rel=0.3)
+
+
+@gpu
+def test_kernels_on_two_streams_at_once_count_once():
+    from common.benchmarks import validate_harness as vh
+
+    m = bench.measure(vh.two_streams_case(), measure_ms=200)
+    assert m.kernel.activities_per_iter == 2
+    assert m.kernel_ms < 0.75 * m.kernel_sum_ms
+
+
+@gpu
+def test_a_triton_kernel_is_counted():
+    from common.benchmarks import validate_harness as vh
+
+    fn = vh.triton_case()
+    if fn is None:
+        pytest.skip("needs Triton")
+    m = bench.measure(fn, measure_ms=200)
+    assert m.kernel.activities_per_iter >= 1 and m.kernel_ms > 0
+
+
+@gpu
+def test_torch_compile_output_is_counted():
+    from common import env
+
+    if not env.has_triton():
+        pytest.skip("torch.compile on a GPU needs Triton")
+    x = torch.randn(1 << 22, device="cuda")
+    fn = torch.compile(lambda t: torch.relu(t) * 2 + 1)
+    m = bench.measure(lambda: fn(x), measure_ms=200)
+    assert m.kernel.activities_per_iter >= 1 and m.kernel_ms > 0
+
+
+@gpu
+def test_a_copy_counts_as_device_work():
+    from common.benchmarks import validate_harness as vh
+
+    m = bench.measure(vh.copy_case(64 << 20), measure_ms=200)
+    assert m.kernel.copy_ms > 0 and m.kernel_ms >= m.kernel.copy_ms
+    assert m.regime == bench.DEVICE_BOUND
+
+
+@gpu
+def test_cusparselt_kernels_are_counted(monkeypatch):
+    if torch.cuda.get_device_capability() < (8, 0):
+        pytest.skip("2:4 sparsity needs compute capability 8.0")
+    from torch.sparse import SparseSemiStructuredTensor, to_sparse_semi_structured
+
+    monkeypatch.setattr(SparseSemiStructuredTensor, "_FORCE_CUTLASS", False)
+    mask = torch.tensor([0, 0, 1, 1], device="cuda", dtype=torch.float16).tile((1024, 256))
+    w = torch.rand(1024, 1024, device="cuda", dtype=torch.float16) * mask
+    try:
+        ws = to_sparse_semi_structured(w)
+    except (RuntimeError, NotImplementedError) as exc:
+        pytest.skip(f"cuSPARSELt not usable here: {exc}")
+    x = torch.randn(1024, 1024, device="cuda", dtype=torch.float16)
+    m = bench.measure(lambda: torch.mm(ws, x), measure_ms=200)
+    assert m.kernel.activities_per_iter >= 1 and m.kernel_ms > 0
+
+
+@gpu
+def test_switched_off_the_pass_does_not_run(monkeypatch):
+    monkeypatch.setenv(bench.KERNEL_TIME_ENV, "0")
+    m = bench.measure(lambda: torch.cuda._sleep(1000), measure_ms=20)
+    assert m.kernel is None and "switched off" in m.kernel_note and m.regime == bench.NOT_MEASURED
