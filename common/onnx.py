@@ -98,6 +98,19 @@ def io_shapes(path_or_model) -> dict[str, list]:
     return shapes
 
 
+def polygraphy_inspect(path_or_model, *, show_layers: bool = False) -> str:
+    """What ``polygraphy inspect model X.onnx --model-type=onnx [--show layers]`` prints for the graph,
+    from Polygraphy's own formatter (it needs no TensorRT); labs 05 and 07 read their rewrites with it."""
+    from polygraphy.backend.onnx import util as polygraphy_onnx
+
+    return polygraphy_onnx.str_from_onnx(load(path_or_model), show_layers=show_layers)
+
+
+def polygraphy_inspect_command(path: str | Path, *, show_layers: bool = False) -> str:
+    """The command line :func:`polygraphy_inspect` stands for, naming the file only (no directory)."""
+    return f"polygraphy inspect model {Path(path).name} --model-type=onnx" + (" --show layers" if show_layers else "")
+
+
 #: ONNX Runtime's graph optimization levels by short name (fusion, reduce and builder labs use them).
 ORT_LEVELS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
               "all": "ORT_ENABLE_ALL"}

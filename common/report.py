@@ -85,7 +85,7 @@ class LabReport:
                                             f"the run-to-run noise is larger than the effect")
         text = "; ".join(t for t in (reason, _one_line(why)) if t)
         return self._add(Claim(claim=claim, measured=shown, status=status, why=text, value=float(value),
-                               interval=(lo, hi)))
+                               interval=None if math.isnan(lo) or math.isnan(hi) else (lo, hi)))
 
     def check_comparison(self, claim: str, comparison, *, threshold: float = 1.0, above: bool = True,
                          fmt: str = "{:.2f}x", why: str = "") -> Claim:

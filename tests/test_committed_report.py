@@ -42,3 +42,12 @@ def test_summary_lists_every_lab_and_the_total_duration(html):
         assert f'href="#{notebook.stem}"' in summary
     total = re.search(r"(\d+) labs in (\d+) s", html)
     assert total and int(total.group(1)) == len(lab_notebooks())
+
+
+def test_header_says_what_produced_the_results_and_figures_say_what_they_show(html):
+    lead = html.split("<p class=lead>", 1)[1].split("</p>", 1)[0]
+    assert lead.startswith("Every result below was produced by PyTorch (CUDA) on NVIDIA H100")
+    assert "labs ran to the end" in lead
+    assert "<h2>What did not run, and why</h2>" in html
+    captions = re.findall(r"<figcaption><b>Figure \d+\.</b> ([^<]+)</figcaption>", html)
+    assert captions and not any(c.strip().endswith(".png") for c in captions)

@@ -312,3 +312,13 @@ def test_concurrent_builders_of_one_engine_never_lose_or_tear_entries(tmp_path):
         plan, meta = EngineCache(folder).get_entry(key, trt_version="T", gpu_name="G")
     assert plan == bytes([meta["writer"]]) * (200_000 + 7_919 * meta["writer"])
     assert [p.name for p in folder.iterdir()] == [f"{key}.engine"]
+
+
+def test_a_plugin_defined_without_a_source_file_is_keyed_by_its_bytecode(monkeypatch):
+    monkeypatch.setattr(cache_module, "_PLUGIN_SOURCES", {})
+    digests = []
+    for body in ("return 1", "return 2"):   # as a notebook cell defines it: no file for inspect to read
+        scope: dict = {}
+        exec(f"def kernel():\n    {body}\n", scope)
+        digests.append(register_plugin_source("ns::op", scope["kernel"]))
+    assert digests[0] != digests[1]

@@ -152,7 +152,11 @@ def _source_text(part: object) -> str:
     source = getattr(part, "src", None)   # a triton.jit kernel keeps its source here
     if isinstance(source, str):
         return source
-    return inspect.getsource(part)  # type: ignore[arg-type]
+    try:
+        return inspect.getsource(part)  # type: ignore[arg-type]
+    except (OSError, TypeError):   # no source file (defined interactively): its bytecode still changes with it
+        code = getattr(inspect.unwrap(part), "__code__", None)  # type: ignore[arg-type]
+        return f"{code.co_code.hex()}{code.co_consts!r}{code.co_names!r}" if code is not None else repr(part)
 
 
 def register_plugin_source(plugin_id: str, *parts: object) -> str:

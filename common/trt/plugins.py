@@ -37,7 +37,11 @@ def register_plugin() -> str:
 
     from .. import kernels
     from . import compat
+    from .cache import register_plugin_source
 
+    # An engine built with the AOT implementation carries the kernel: the engine-cache key of every
+    # model with this op includes the kernel's and this registration's source.
+    register_plugin_source(PLUGIN_ID, kernels.layernorm_kernel, register_plugin)
     triton_types = {trt.DataType.HALF: "fp16", trt.DataType.FLOAT: "fp32"}
 
     @trtp.register(PLUGIN_ID)

@@ -109,3 +109,28 @@ def attach_profiler(context: "trt.IExecutionContext", layer_times: LayerTimes) -
     context.profiler = profiler
     layer_times._keep_alive.append(profiler)
     return profiler
+
+
+def profile_layers(engine_runner: Any, *, runs: int = 20, warmup: int = 3, ctx_index: int = 0) -> LayerTimes:
+    """Per-layer times of `runs` enqueues of an :class:`common.trt.EngineRunner` whose inputs are set
+    (labs 05, 06, 07): a profiler is attached, `warmup` enqueues are dropped, and the profiler is
+    detached again so that later timing sees plain (asynchronous) enqueues."""
+    times = LayerTimes()
+    context = engine_runner.context(ctx_index)
+    attach_profiler(context, times)
+    try:
+        for i in range(warmup + runs):
+            if i == warmup:
+                times.reset()
+            engine_runner.enqueue(ctx_index)
+            engine_runner.synchronize(ctx_index)
+    finally:
+        context.profiler = None
+    return times
+
+
+def share_pct(times: LayerTimes, layer_names: Any) -> float:
+    """The share (0..100) of the profiled time spent in the layers named (e.g. the reformat layers)."""
+    names = set(layer_names)
+    total = times.total_ms()
+    return 100.0 * sum(times.total_ms(n) for n in times.layers if n in names) / total if total > 0 else 0.0

@@ -3,6 +3,7 @@ arithmetic, the multi-branch network, the timeline figure, and every claim drive
 with synthetic results. GPU tests use sleep kernels, whose duration is known, so what overlaps is
 decided by the streams alone."""
 
+import statistics
 import time
 from types import SimpleNamespace
 
@@ -236,11 +237,14 @@ def test_graph_replays_side_by_side_match_their_reference():
 
 
 class StandInContext:
-    """Enqueues a sleep kernel on the stream it is given, where TensorRT's context would enqueue an engine."""
+    """Enqueues a sleep kernel on the stream it is given, where TensorRT's context would enqueue an engine;
+    on the legacy default stream it also synchronises, as TensorRT documents that it does there."""
 
     def execute_async_v3(self, stream_handle):
         assert stream_handle == torch.cuda.current_stream().cuda_stream
         torch.cuda._sleep(2_000_000)
+        if stream_handle == 0:
+            torch.cuda.current_stream().synchronize()
         return True
 
 
@@ -249,9 +253,26 @@ def test_tensorrt_default_stream_study_puts_the_enqueue_on_a_created_then_the_de
     engine_runner = SimpleNamespace(context=lambda index: StandInContext())
     study = lab.tensorrt_default_stream_study(engine_runner, sleep_kernel(), lab.blocking_stream(),
                                               warmup_ms=20, measure_ms=100)
-    assert [r["case"] for r in study.rows] == ["TensorRT: created | blocking copy", "TensorRT: default | blocking copy"]
-    assert study.row("TensorRT: default | blocking copy")["timeline_overlap"] < 0.05
-    assert study.row("TensorRT: created | blocking copy")["timeline_overlap"] > 0.8
+    assert [r["case"] for r in study.rows] == ["TensorRT: created | blocking spin", "TensorRT: default | blocking spin"]
+    assert study.row("TensorRT: default | blocking spin")["timeline_overlap"] < 0.05
+    assert study.row("TensorRT: created | blocking spin")["timeline_overlap"] > 0.8
+
+
+@needs_gpu
+def test_spin_kernel_waits_about_as_long_as_asked():
+    m = bench.measure(lab.spin_kernel(0.5), name="spin", warmup_ms=20, measure_ms=50, kernel_time=False)
+    assert 0.4 < m.latency_ms.median < 0.6
+    with pytest.raises(ValueError, match="positive"):
+        lab.spin_kernel(0)
+
+
+@needs_gpu
+def test_host_cost_on_the_default_stream_shows_a_synchronising_call_only():
+    plain = lab.default_stream_host_cost(sleep_kernel(), warmup_ms=20, measure_ms=60)
+    assert plain.on == "host" and plain.passes == bench.PASSES and plain.speedup < 1.5
+    engine_runner = SimpleNamespace(context=lambda index: StandInContext())
+    synchronising = lab.tensorrt_host_cost_study(engine_runner, warmup_ms=20, measure_ms=60)
+    assert synchronising.label_a == "call on the legacy default stream" and synchronising.speedup > 3
 
 
 @pytest.mark.skipif(env.has("tensorrt"), reason="checks the message on machines without TensorRT")
@@ -262,10 +283,23 @@ def test_tensorrt_studies_say_they_need_tensorrt(tmp_path):
         lab.contexts_study(tmp_path / "missing.onnx", "resnet18", "small", batch_size=1)
 
 
+def test_trtexec_commands_rebuild_every_engine_of_the_tensorrt_studies():
+    commands = lab.trtexec_commands("resnet18", "small", batch=1, big_batch=8)
+    assert len(commands) == 7 and all(c.startswith("trtexec --onnx=") for c in commands)
+    assert commands[0].startswith("trtexec --onnx=multibranch_small_fp16.onnx --minShapes=input:1x3x32x32 "
+                                  "--optShapes=input:1x3x32x32 --maxShapes=input:8x3x32x32 --maxAuxStreams=0")
+    assert [c.split("--maxAuxStreams=")[1].split()[0] for c in commands] == ["0", "1", "2", "4", "0", "0", "0"]
+    assert commands[-1].startswith("trtexec --onnx=resnet18_small_fp16.onnx") and commands[-1].endswith("--infStreams=4")
+
+
 # -- the claims, on synthetic results ------------------------------------------------------------------
 
-def comparison(speedup, noise_pct=1.0):
-    return bench.Comparison("one", "concurrent", 1.0, 1.0 / speedup, noise_pct, noise_pct)
+def comparison(speedup, noise_pct=1.0, on="event"):
+    """B against A over five passes: A's pass medians spread by `noise_pct`, B's `speedup` times faster."""
+    a = [1.0 + noise_pct / 100 * i / 4 for i in (0, 2, 4, 1, 3)]
+    b = [x / speedup for x in reversed(a)]
+    return bench.Comparison("one", "concurrent", statistics.median(a), statistics.median(b), noise_pct, noise_pct,
+                            tuple(a), tuple(b), on=on)
 
 
 def concurrency(tag, speedup, noise_pct=1.0, items=2):
@@ -289,9 +323,17 @@ def outcome(lab_report):
     return [(c.claim, c.measured, c.status, c.why) for c in lab_report.claims]
 
 
+def statuses(lab_report):
+    return [(c.claim, c.status) for c in lab_report.claims]
+
+
 CLAIM_2X = "two independent resnet18 (batch 1) on two streams are at least 1.3x faster than on one ({})"
-DEFAULT_CLAIM = "on the legacy default stream, an inference does not overlap a copy on a blocking stream"
-SOONER = "inference and copy together finish sooner as '{}' than as 'default | blocking copy'"
+SOONER = "inference and spin kernel together finish sooner as '{}' than as 'default | blocking spin'"
+PINNED = "{}: pinned host memory copies faster than pageable"
+FOUR = "4 CUDA graphs on 4 streams beat them on one stream"
+BIG = "at batch 64, where one model fills the GPU, two streams gain less than at batch 1"
+PINNED_OVERLAP = "a pinned upload overlaps an inference on another stream (overlap at least 0.5)"
+PAGEABLE_OVERLAP = "a pageable upload overlaps less than a pinned one"
 
 
 def gpu_results(eager, graph, four, big):
@@ -299,95 +341,109 @@ def gpu_results(eager, graph, four, big):
             concurrency("4x graph", *four), concurrency("2x graph b64", *big, items=128)]
 
 
-def gpu_studies(blocking_overlap, created_ms, non_blocking_ms, pinned_overlap, pageable_overlap, bandwidth):
+def gpu_studies(blocking_overlap, created_ms, non_blocking_ms, host_cost, pinned_overlap, pageable_overlap, bandwidth):
+    blocking_ms = [1.0, 1.002, 1.001, 1.003, 1.0]
     default_stream = overlap_study({
-        "created | blocking copy": ({"timeline_overlap": 0.62}, created_ms),
-        "default | non-blocking copy": ({"timeline_overlap": 0.65}, non_blocking_ms),
-        "default | blocking copy": ({"timeline_overlap": blocking_overlap, "together_ms": 0.7624, "sum_ms": 0.7108},
-                                    [1.0, 1.002]),
+        "created | blocking spin": ({"timeline_overlap": 0.97}, created_ms),
+        "default | non-blocking spin": ({"timeline_overlap": 0.96}, non_blocking_ms),
+        "default | blocking spin": ({"timeline_overlap": blocking_overlap, "together_ms": 0.70, "sum_ms": 0.71},
+                                    blocking_ms),
     })
-    uploads = overlap_study({"pageable upload": ({"overlap": pageable_overlap, "spread_pct": 14.6}, [10.7, 10.8]),
-                             "pinned upload": ({"overlap": pinned_overlap, "spread_pct": 3.174}, [1.26, 1.27])})
-    return lab.GpuStudies(default_stream, {"host to device": comparison(*bandwidth), "device to host": comparison(4.33, 2.3)},
-                          uploads)
+    uploads = overlap_study({"pageable upload": ({"overlap": pageable_overlap, "spread_pct": 14.6}, [10.7] * 5),
+                             "pinned upload": ({"overlap": pinned_overlap, "spread_pct": 3.174}, [1.26] * 5)})
+    return lab.GpuStudies(default_stream, comparison(*host_cost, on="host"),
+                          {"host to device": comparison(*bandwidth), "device to host": comparison(4.33, 2.3)}, uploads)
 
 
-def test_streams_claims_on_a_gpu_as_measured_on_an_h100():
-    results = gpu_results(eager=(0.8433, 10.48), graph=(1.714, 0.7989), four=(2.937, 0.2281), big=(1.17, 0.2))
-    studies = gpu_studies(blocking_overlap=0.0, created_ms=[0.98, 0.981], non_blocking_ms=[0.96, 0.961],
-                          pinned_overlap=0.9666,
-                          pageable_overlap=0.1236, bandwidth=(7.1, 28.55))
-    got = outcome(lab.streams_claims(results, studies, model="resnet18", batch=1, big_batch=64, count=4))
-    assert got == [
-        (CLAIM_2X.format("PyTorch eager"), "0.84x", report.FAILS, "run-to-run spread 10.5%"),
-        (CLAIM_2X.format("CUDA graphs"), "1.71x", report.HOLDS, "run-to-run spread 0.8%"),
-        ("4 CUDA graphs on 4 streams beat them on one stream", "2.94x", report.HOLDS, "run-to-run spread 0.2%"),
-        ("at batch 64, where one model fills the GPU, two streams gain less than at batch 1", "1.17x", report.HOLDS,
-         "at batch 1: 1.71x; spread 0.2%"),
-        (DEFAULT_CLAIM, "0% of the shorter overlapped", report.HOLDS, "together 0.762 ms, sum alone 0.711 ms"),
-        (SOONER.format("created | blocking copy"), "1.02x", report.HOLDS, "run-to-run spread 0.2%"),
-        (SOONER.format("default | non-blocking copy"), "1.04x", report.HOLDS, "run-to-run spread 0.2%"),
-        ("host to device: pinned host memory copies faster than pageable", "7.10x", report.HOLDS,
-         "run-to-run spread 28.6%"),
-        ("device to host: pinned host memory copies faster than pageable", "4.33x", report.HOLDS,
-         "run-to-run spread 2.3%"),
-        ("a pinned upload overlaps an inference on another stream (overlap at least 0.5)", "0.97", report.HOLDS,
-         "spread 3.2%"),
-        ("a pageable upload overlaps less than a pinned one", "0.12", report.HOLDS, "pinned: 0.97"),
+def test_streams_claims_on_a_gpu_where_everything_holds():
+    results = gpu_results(eager=(1.6, 2.0), graph=(1.714, 0.8), four=(2.937, 0.2), big=(1.17, 0.2))
+    studies = gpu_studies(blocking_overlap=0.0, created_ms=[0.52, 0.521, 0.522, 0.52, 0.521],
+                          non_blocking_ms=[0.53, 0.531, 0.53, 0.532, 0.53], host_cost=(1.02, 3.0),
+                          pinned_overlap=0.9666, pageable_overlap=0.1236, bandwidth=(7.1, 28.55))
+    lab_report = lab.streams_claims(results, studies, model="resnet18", batch=1, big_batch=64, count=4)
+    assert statuses(lab_report) == [
+        (CLAIM_2X.format("PyTorch eager"), report.HOLDS), (CLAIM_2X.format("CUDA graphs"), report.HOLDS),
+        (FOUR, report.HOLDS), (BIG, report.HOLDS), (lab.DEFAULT_CLAIM, report.HOLDS),
+        (SOONER.format("created | blocking spin"), report.HOLDS),
+        (SOONER.format("default | non-blocking spin"), report.HOLDS), (lab.HOST_CLAIM, report.HOLDS),
+        (PINNED.format("host to device"), report.HOLDS), (PINNED.format("device to host"), report.HOLDS),
+        (PINNED_OVERLAP, report.HOLDS), (PAGEABLE_OVERLAP, report.HOLDS),
     ]
+    got = {c.claim: c for c in lab_report.claims}
+    graphs = got[CLAIM_2X.format("CUDA graphs")]
+    lo, hi = results[2].comparison.interval
+    assert graphs.measured == f"1.71x [{lo:.2f}x, {hi:.2f}x]" and graphs.why == "judged on event time over 5 passes"
+    assert got[lab.DEFAULT_CLAIM].measured == "0% of the shorter overlapped"
+    assert got[lab.DEFAULT_CLAIM].why == "together 0.7 ms, sum alone 0.71 ms"
+    assert got[lab.HOST_CLAIM].why.endswith("judged on host time over 5 passes")
+    assert got[BIG].why.startswith("at batch 1: 1.71x")
 
 
-def test_streams_claims_that_do_not_hold_on_a_gpu():
-    # a gain inside the noise, graphs that gain little, more at the large batch, a default stream that
-    # overlaps, a created stream that is slower, copies within the noise, uploads that hardly overlap
-    results = gpu_results(eager=(1.5, 60.0), graph=(1.2, 1.0), four=(0.95, 1.0), big=(1.3, 1.0))
-    studies = gpu_studies(blocking_overlap=0.3, created_ms=[1.05, 1.051], non_blocking_ms=[0.999, 1.003],
-                          pinned_overlap=0.4,
-                          pageable_overlap=0.5, bandwidth=(1.01, 5.0))
-    claims = lab.streams_claims(results, studies, model="resnet18", batch=1, big_batch=64, count=4).claims
-    assert [c.status for c in claims] == [report.FAILS] * 8 + [report.HOLDS, report.FAILS, report.FAILS]
-    assert claims[4].measured == "30% of the shorter overlapped" and claims[8].claim.startswith("device to host")
+def test_streams_claims_that_do_not_hold_or_are_inconclusive_on_a_gpu():
+    # a gain inside the noise, graphs that gain too little, more at the large batch, a default stream that
+    # overlaps, a created stream that is slower, a replay that costs the host more on the default stream,
+    # copies within the noise, uploads that hardly overlap
+    results = gpu_results(eager=(1.35, 60.0), graph=(1.1, 1.0), four=(0.95, 1.0), big=(1.3, 1.0))
+    studies = gpu_studies(blocking_overlap=0.3, created_ms=[1.05, 1.051, 1.052, 1.05, 1.051],
+                          non_blocking_ms=[0.95, 1.05, 1.0, 1.01, 0.99], host_cost=(3.0, 1.0),
+                          pinned_overlap=0.4, pageable_overlap=0.5, bandwidth=(1.01, 5.0))
+    lab_report = lab.streams_claims(results, studies, model="resnet18", batch=1, big_batch=64, count=4)
+    assert [status for _, status in statuses(lab_report)] == [
+        report.INCONCLUSIVE, report.FAILS, report.FAILS, report.FAILS, report.FAILS, report.FAILS,
+        report.INCONCLUSIVE, report.FAILS, report.INCONCLUSIVE, report.HOLDS, report.FAILS, report.FAILS]
+    assert lab_report.unexplained() == []
+    eager = lab_report.claims[0]
+    assert "straddles 1.30x" in eager.why and "the host launches every kernel" in eager.why
+    assert lab_report.claims[4].measured == "30% of the shorter overlapped"
 
 
 def test_streams_claims_on_a_cpu_judge_the_threads_only():
     claims = outcome(lab.streams_claims([concurrency("2x threads", 1.6, 5.0)], None, model="resnet18", batch=1,
                                         big_batch=8, count=2))
     reason = "needs a GPU: CUDA streams and host-device copies exist only there"
-    assert claims == [
-        (CLAIM_2X.format("PyTorch eager"), "-", report.NOT_APPLICABLE, reason),
-        (CLAIM_2X.format("CUDA graphs"), "-", report.NOT_APPLICABLE, reason),
-        ("at a batch that fills the GPU, two streams gain less than at batch 1", "-", report.NOT_APPLICABLE, reason),
-        (DEFAULT_CLAIM, "-", report.NOT_APPLICABLE, reason),
-        ("pinned host memory copies faster than pageable, and overlaps compute", "-", report.NOT_APPLICABLE, reason),
-        ("CPU: two models in two threads (one intra-op thread each) are at least 1.3x faster than one after the other "
-         "in one thread", "1.60x", report.HOLDS, "run-to-run spread 5.0%"),
+    cpu_claim = ("CPU: two models in two threads (one intra-op thread each) are at least 1.3x faster than one after "
+                 "the other in one thread")
+    assert [c[:3] for c in claims[:-1]] == [
+        (CLAIM_2X.format("PyTorch eager"), "-", report.NOT_APPLICABLE),
+        (CLAIM_2X.format("CUDA graphs"), "-", report.NOT_APPLICABLE),
+        ("at a batch that fills the GPU, two streams gain less than at batch 1", "-", report.NOT_APPLICABLE),
+        (lab.DEFAULT_CLAIM, "-", report.NOT_APPLICABLE), (lab.HOST_CLAIM, "-", report.NOT_APPLICABLE),
+        ("pinned host memory copies faster than pageable, and overlaps compute", "-", report.NOT_APPLICABLE),
     ]
-    slow = lab.streams_claims([concurrency("2x threads", 1.2, 5.0)], None, model="resnet18", batch=1, big_batch=8,
-                              count=2).claims[-1]
-    assert (slow.measured, slow.status) == ("1.20x", report.FAILS)
-    noisy = lab.streams_claims([concurrency("2x threads", 1.4, 50.0)], None, model="resnet18", batch=1, big_batch=8,
-                               count=2).claims[-1]
-    assert noisy.status == report.FAILS
+    assert all(c[3] == reason for c in claims[:-1])
+    assert claims[-1][0] == cpu_claim and claims[-1][2] == report.HOLDS
+    assert claims[-1][3] == "PyTorch eager on the CPU: host time is the only time; judged on event time over 5 passes"
+
+    def cpu_status(speedup, noise_pct):
+        return lab.streams_claims([concurrency("2x threads", speedup, noise_pct)], None, model="resnet18", batch=1,
+                                  big_batch=8, count=2).claims[-1].status
+
+    assert cpu_status(1.1, 5.0) == report.FAILS
+    assert cpu_status(1.35, 50.0) == report.INCONCLUSIVE
 
 
-def aux_row(max_aux, used, batch, speedup, significant):
+def aux_row(max_aux, used, batch, speedup, interval):
     return {"max_aux_streams": max_aux, "num_aux_streams": used, "batch": batch, "speedup_vs_0": speedup,
-            "significant": significant}
+            "interval_lo": interval[0], "interval_hi": interval[1]}
 
 
-def test_aux_stream_claims_hold_fail_and_need_tensorrt():
-    rows = [aux_row("0", 0, 1, 1.0, False), aux_row("4", 3, 1, 1.25, True), aux_row("4, user streams", 3, 1, 1.2, True),
-            aux_row("0", 0, 64, 1.0, False), aux_row("4", 3, 64, 1.02, False)]
+def test_aux_stream_claims_hold_fail_are_inconclusive_and_need_tensorrt():
+    rows = [aux_row("0", 0, 1, 1.0, (0.99, 1.01)), aux_row("4", 3, 1, 1.25, (1.2, 1.3)),
+            aux_row("4, user streams", 3, 1, 1.2, (1.15, 1.25)),
+            aux_row("0", 0, 64, 1.0, (0.99, 1.01)), aux_row("4", 3, 64, 1.02, (1.0, 1.04))]
     assert outcome(lab.aux_stream_claims(rows, batch=1, big_batch=64)) == [
-        (lab.AUX_CLAIMS[0], "1.25x", report.HOLDS, "max_aux_streams=4, 3 used"),
-        (lab.AUX_CLAIMS[1], "1.02x", report.HOLDS, "batch 64, best of the engines"),
+        (lab.AUX_CLAIMS[0], "1.25x [1.20x, 1.30x]", report.HOLDS, "max_aux_streams=4, 3 used; event time"),
+        (lab.AUX_CLAIMS[1], "1.02x [1.00x, 1.04x]", report.HOLDS,
+         "batch 64, best of the engines; at batch 1: 1.25x"),
     ]
-    no_gain = [aux_row("0", 0, 1, 1.0, False), aux_row("2", 2, 1, 0.97, True),
-               aux_row("0", 0, 64, 1.0, False), aux_row("2", 2, 64, 0.99, False)]
-    assert outcome(lab.aux_stream_claims(no_gain, batch=1, big_batch=64)) == [
-        (lab.AUX_CLAIMS[0], "1.00x", report.FAILS, "max_aux_streams=0, 0 used"),
-        (lab.AUX_CLAIMS[1], "1.00x", report.FAILS, "batch 64, best of the engines"),
-    ]
+    no_gain = [aux_row("0", 0, 1, 1.0, (0.99, 1.01)), aux_row("2", 0, 1, 0.97, (0.95, 0.99)),
+               aux_row("0", 0, 64, 1.0, (0.99, 1.01)), aux_row("2", 0, 64, 0.99, (0.9, 1.1))]
+    got = lab.aux_stream_claims(no_gain, batch=1, big_batch=64).claims
+    assert [(c.measured, c.status) for c in got] == [("1.00x [0.99x, 1.01x]", report.INCONCLUSIVE),
+                                                      ("1.00x [0.99x, 1.01x]", report.INCONCLUSIVE)]
+    losing = [aux_row("0", 0, 1, 1.0, (0.99, 1.01)), aux_row("2", 2, 1, 0.9, (0.88, 0.92)),
+              aux_row("0", 0, 64, 1.0, (0.99, 1.01)), aux_row("2", 2, 64, 1.2, (1.1, 1.3))]
+    assert [c.status for c in lab.aux_stream_claims(losing, batch=1, big_batch=64).claims] == [report.FAILS] * 2
     lab_report = report.LabReport("02_streams")
     assert lab.aux_stream_claims(None, batch=1, big_batch=64, lab_report=lab_report) is lab_report
     assert [(c.status, c.why.split(":")[0]) for c in lab_report.claims] == [(report.NOT_APPLICABLE, "needs TensorRT")] * 2
@@ -395,20 +451,24 @@ def test_aux_stream_claims_hold_fail_and_need_tensorrt():
 
 def test_contexts_claims_hold_fail_and_need_tensorrt():
     claims = ["two execution contexts on two streams give at least 1.3x the throughput of one at batch 1 (TensorRT)",
-              "TensorRT's enqueue on the legacy default stream does not overlap a copy on a blocking stream"]
+              "TensorRT's enqueue on the legacy default stream does not overlap a spin kernel on a blocking stream",
+              lab.TRT_HOST_CLAIM]
 
-    def run(two_contexts, timeline_overlap):
+    def run(two_contexts, timeline_overlap, host_cost):
         contexts = lab.ContextsStudy([], [concurrency("1", 1.0, items=1), concurrency("2", *two_contexts, items=2),
                                           concurrency("4", 2.5, items=4)], engine_runner=None)
-        trt_default = overlap_study({"TensorRT: default | blocking copy": (
+        trt_default = overlap_study({"TensorRT: default | blocking spin": (
             {"timeline_overlap": timeline_overlap, "together_ms": 0.5, "sum_ms": 0.45}, [0.5, 0.501])})
-        return outcome(lab.contexts_claims(contexts, trt_default, batch=1))
+        return lab.contexts_claims(contexts, trt_default, comparison(*host_cost, on="host"), batch=1)
 
-    assert run((1.8, 2.0), 0.0) == [
-        (claims[0], "1.80x", report.HOLDS, "run-to-run spread 2.0%"),
-        (claims[1], "0% of the shorter overlapped", report.HOLDS, "together 0.5 ms, sum alone 0.45 ms")]
-    assert [(m, s) for _, m, s, _ in run((1.2, 2.0), 0.5)] == [("1.20x", report.FAILS),
-                                                              ("50% of the shorter overlapped", report.FAILS)]
-    assert run((1.4, 50.0), 0.0)[0][2] == report.FAILS   # a gain inside the noise
-    assert outcome(lab.contexts_claims(None, None, batch=1)) == [
-        (claim, "-", report.NOT_APPLICABLE, "needs TensorRT: execution contexts belong to an engine") for claim in claims]
+    holding = run((1.8, 2.0), 0.0, (6.0, 5.0))
+    assert statuses(holding) == [(claim, report.HOLDS) for claim in claims]
+    assert holding.claims[1].measured == "0% of the shorter overlapped"
+    assert holding.claims[2].why == "host time per call, default stream over created stream; judged on host time over 5 passes"
+    assert [c.status for c in run((1.2, 2.0), 0.5, (0.98, 1.0)).claims] == [report.FAILS] * 3
+    assert [c.status for c in run((1.4, 50.0), 0.0, (1.0, 10.0)).claims] == [
+        report.INCONCLUSIVE, report.HOLDS, report.INCONCLUSIVE]
+    for contexts in (None, lab.ContextsStudy([], [], None)):   # no study, or one without its default-stream parts
+        got = lab.contexts_claims(contexts, None, None, batch=1)
+        assert outcome(got) == [(claim, "-", report.NOT_APPLICABLE, "needs TensorRT: execution contexts belong to an engine")
+                                for claim in claims]

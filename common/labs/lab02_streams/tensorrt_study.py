@@ -20,8 +20,41 @@ from common.runners import Runner, TensorRTRunner
 
 from .experiments import MiB, build_multibranch, multibranch_input, multibranch_sample_shape
 from .timing import (
-    Concurrency, ForkJoin, OverlapCase, OverlapStudy, Work, compare_concurrent, host_cost_study, overlap_study,
+    Concurrency, ForkJoin, OverlapCase, OverlapStudy, Work, compare_concurrent, default_stream_host_cost, overlap_study,
 )
+
+
+def aux_build_config(scale: str, batches: Sequence[int], max_aux_streams: int):
+    """The BuildConfig of the four-branch network's engine with ``max_aux_streams`` (batch min..max of `batches`)."""
+    from common.trt import BuildConfig, batch_profile
+
+    profile = batch_profile("input", multibranch_sample_shape(scale), 1, min(batches), max(batches))
+    return BuildConfig(profiles=(profile,), max_aux_streams=max_aux_streams)
+
+
+def contexts_build_config(name: str, scale: str, batch_size: int):
+    """The BuildConfig of the engine whose contexts :func:`contexts_study` runs side by side: one fixed
+    batch, no auxiliary streams (the contexts are the only concurrency)."""
+    from common.trt import BuildConfig, batch_profile
+
+    sample = models.spec(name, scale).sample_shape
+    return BuildConfig(profiles=(batch_profile("input", sample, 1, batch_size, batch_size),), max_aux_streams=0)
+
+
+def trtexec_commands(name: str, scale: str, *, batch: int, big_batch: int, aux_counts: Sequence[int] = (0, 1, 2, 4),
+                     context_counts: Sequence[int] = (1, 2, 4)) -> list[str]:
+    """The trtexec commands that build (and run) every engine of lab 02's TensorRT studies from the FP16
+    ONNX files the lab exports (named as :func:`common.onnx.export_pair` names them): one per
+    ``max_aux_streams`` run at `batch`, and the zoo model `name`'s engine run with each context count
+    (``--infStreams``: trtexec's own contexts-on-streams run). Needs no TensorRT."""
+    from common.trt import trtexec_command
+
+    commands = [trtexec_command(f"multibranch_{scale}_fp16.onnx", aux_build_config(scale, (batch, big_batch), n),
+                                shapes={"input": (batch, *multibranch_sample_shape(scale))}) for n in aux_counts]
+    sample = models.spec(name, scale).sample_shape
+    commands += [trtexec_command(f"{name}_{scale}_fp16.onnx", contexts_build_config(name, scale, batch),
+                                 shapes={"input": (batch, *sample)}, infer_streams=n) for n in context_counts]
+    return commands
 
 
 def aux_stream_study(onnx_path: str | Path, scale: str, *, batches: Sequence[int],
@@ -31,18 +64,14 @@ def aux_stream_study(onnx_path: str | Path, scale: str, *, batches: Sequence[int
     interval of each speedup (event time: the latency a request sees); and the engine that uses
     the most auxiliary streams run again with streams the user supplies (``set_aux_streams``).
     """
-    from common.trt import BuildConfig, batch_profile
-
     env.require("tensorrt")
     make_input = functools.partial(multibranch_input, scale=scale)
-    profile = batch_profile("input", multibranch_sample_shape(scale), 1, min(batches), max(batches))
     with torch.inference_mode():
         reference = build_multibranch(scale)(make_input(min(batches)))
     engines: dict[str, TensorRTRunner] = {}
     num_aux: dict[str, int] = {}
     for n in aux_counts:
-        runner = TensorRTRunner(onnx_path, make_input, BuildConfig(profiles=(profile,), max_aux_streams=n),
-                                precision="fp16")
+        runner = TensorRTRunner(onnx_path, make_input, aux_build_config(scale, batches, n), precision="fp16")
         runner.prepare(min(batches))
         runner.run()
         checks.verify(runner.output(), reference, f"engine with max_aux_streams={n}", precision="fp16")
@@ -125,12 +154,10 @@ def contexts_study(onnx_path: str | Path, name: str, scale: str, *, batch_size: 
     the same N inferences of one context on one stream. Every context is checked against PyTorch FP32
     first. The engine is built with ``max_aux_streams=0`` so the only concurrency is between contexts.
     Rows carry each context's activation memory (the weights are shared by all contexts)."""
-    from common.trt import BuildConfig, EngineRunner, batch_profile, build_engine
+    from common.trt import EngineRunner, build_engine
 
     env.require("tensorrt")
-    sample = models.spec(name, scale).sample_shape
-    config = BuildConfig(profiles=(batch_profile("input", sample, 1, batch_size, batch_size),), max_aux_streams=0)
-    built = build_engine(onnx_path, config)
+    built = build_engine(onnx_path, contexts_build_config(name, scale, batch_size))
     runner = EngineRunner(built.engine, num_contexts=max(counts))
     x = models.example_input(name, batch_size, scale)
     with torch.inference_mode():
@@ -171,7 +198,4 @@ def tensorrt_host_cost_study(engine_runner, **bench_kwargs) -> bench.Comparison:
     """What one ``execute_async_v3`` costs the host on the legacy default stream against a created stream
     (host time per call; speedup = default's / created's): the extra synchronisation TensorRT's
     documentation of ``execute_async_v3`` warns of shows here, not in the device time."""
-    runs = host_cost_study(enqueue_on_current_stream(engine_runner, 0),
-                           {"legacy default stream": torch.cuda.default_stream(), "created stream": torch.cuda.Stream()},
-                           **bench_kwargs)
-    return bench.compare(runs["legacy default stream"], runs["created stream"], on="host")
+    return default_stream_host_cost(enqueue_on_current_stream(engine_runner, 0), **bench_kwargs)

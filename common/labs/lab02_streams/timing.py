@@ -355,3 +355,12 @@ def host_cost_study(work: Work, streams: dict[str, torch.cuda.Stream], *, passes
         for name, fork in forks.items():
             runs[name].append(fork.measure(f"call on the {name}", batch_size=1, **bench_kwargs))
     return runs
+
+
+def default_stream_host_cost(work: Work, **bench_kwargs) -> bench.Comparison:
+    """What one call of `work` costs the host on the legacy default stream against a created stream:
+    host time per call, speedup = the default stream's / the created stream's (above 1: the call costs
+    the host more on the default stream, as a call that synchronises there does)."""
+    runs = host_cost_study(work, {"legacy default stream": torch.cuda.default_stream(),
+                                  "created stream": torch.cuda.Stream()}, **bench_kwargs)
+    return bench.compare(runs["legacy default stream"], runs["created stream"], on="host")

@@ -40,15 +40,25 @@ DECOMPOSED_OPS = ("ReduceMean", "Sub", "Pow", "ReduceMean", "Add", "Sqrt", "Div"
 # -- the models ----------------------------------------------------------------------------------
 
 class ConvResidualNet(nn.Module):
-    """`depth` x (Conv3x3 with bias, + its input, ReLU): the conv+bias+add+activation pattern (lab 05)."""
+    """`depth` x (Conv3x3 with bias, + its input, ReLU): the conv+bias+add+activation pattern (lab 05).
 
-    def __init__(self, channels: int, depth: int) -> None:
+    With `transpose_pairs`, each Conv's output makes the NHWC round trip that
+    :func:`plant_transpose_pairs` plants in the ONNX graph, as two real copies (``.contiguous()``: a
+    PyTorch permute alone is a view and would copy nothing), so that eager PyTorch and
+    ``torch.compile`` run the planted graph too. The weights do not depend on it.
+    """
+
+    def __init__(self, channels: int, depth: int, *, transpose_pairs: bool = False) -> None:
         super().__init__()
+        self.transpose_pairs = transpose_pairs
         self.convs = nn.ModuleList(nn.Conv2d(channels, channels, 3, padding=1) for _ in range(depth))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
-            x = torch.relu(conv(x) + x)
+            y = conv(x)
+            if self.transpose_pairs:
+                y = y.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).contiguous()
+            x = torch.relu(y + x)
         return x
 
 
@@ -277,9 +287,11 @@ def ort_output(path: str | Path, x: torch.Tensor, level: str = "all") -> np.ndar
     return onnx_tools.ort_run(onnx_tools.ort_session(path, level=level), x)
 
 
-def ort_timing_rows(paths: Mapping[str, Path], x: torch.Tensor, levels: tuple[str, ...], *, passes: int = 3,
-                    measure_ms: float = 300.0, threads: int = 1) -> tuple[list[dict], dict[tuple[str, str], list[bench.Measurement]]]:
-    """Time each graph at each ORT level, `passes` times interleaved; one row per (graph, level).
+def ort_timing_rows(paths: Mapping[str, Path], x: torch.Tensor, levels: tuple[str, ...], *,
+                    passes: int = bench.PASSES, measure_ms: float = 120.0, warmup_ms: float = 40.0,
+                    threads: int = 1) -> tuple[list[dict], dict[tuple[str, str], list[bench.Measurement]]]:
+    """Time each graph at each ORT level, `passes` times interleaved; one row per (graph, level), with
+    its regime ("cpu": host time, there is no kernel time on a CPU).
 
     One intra-op thread by default: the graphs are small, and a thread pool's scheduling noise would
     hide the difference being measured."""
@@ -293,9 +305,10 @@ def ort_timing_rows(paths: Mapping[str, Path], x: torch.Tensor, levels: tuple[st
             runs[name, level].append(bench.measure(
                 functools.partial(session.run, None, feed), name=f"{name}, ORT {level}",
                 backend="ONNX Runtime CPU", batch_size=x.shape[0], device="cpu",
-                warmup_ms=100, measure_ms=measure_ms))
+                warmup_ms=warmup_ms, measure_ms=measure_ms))
     rows = [{"graph": name, "ort_level": level, "latency_ms": bench.median_latency_ms(ms),
-             "spread_pct": bench.spread_pct(m.latency_ms.median for m in ms)} for (name, level), ms in runs.items()]
+             "spread_pct": bench.spread_pct(m.latency_ms.median for m in ms), **bench.kernel_fields(ms)}
+            for (name, level), ms in runs.items()]
     return rows, runs
 
 
