@@ -131,9 +131,8 @@ def attribute(intervals: Sequence[tuple[float, float]],
               windows: Sequence[tuple[float, float]]) -> list[list[tuple[float, float]]]:
     """Give each interval to the window (iteration) in which it starts, clipped at that window's end.
 
-    Windows are the iterations' (start, end) on the same clock, in order and not overlapping (the
-    profiling pass synchronises inside each one, so an iteration's device work ends before its window
-    does). An interval starting outside every window (another process's or the profiler's own work)
+    Windows are (start, end) on the same clock, in order and not overlapping (the profiling pass
+    synchronises before its window closes, so the device work it launched ends inside it). An interval starting outside every window (another process's or the profiler's own work)
     belongs to no iteration and is dropped.
     """
     starts = [w[0] for w in windows]
@@ -143,16 +142,6 @@ def attribute(intervals: Sequence[tuple[float, float]],
         if i >= 0 and start <= windows[i][1]:
             out[i].append((start, min(end, windows[i][1])))
     return out
-
-
-def iteration_windows(ranges: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Contiguous windows from the host ranges of successive iterations: each runs to the next one's start.
-
-    An iteration's device work may be stamped a little after its host range ends (GPU and host clocks
-    are aligned only so closely); it cannot belong to the next iteration before that one has started.
-    """
-    ranges = sorted(ranges)
-    return [(start, ranges[i + 1][0] if i + 1 < len(ranges) else end) for i, (start, end) in enumerate(ranges)]
 
 
 def per_iteration(intervals: Sequence[tuple[float, float]], windows: Sequence[tuple[float, float]],
@@ -430,7 +419,7 @@ def device_activities(events) -> tuple[list[tuple[int, int]], list[tuple[int, in
 
 
 def kernel_time_of(work, copies, windows) -> KernelTime | None:
-    """Per-iteration medians from intervals and iteration windows in ns (:func:`iteration_windows`); None if no window."""
+    """Per-window medians (one window per iteration, or one for a whole run) from intervals in ns; None if no window."""
     if not windows:
         return None
     rows = per_iteration(work, windows)
@@ -461,28 +450,41 @@ def _cupti_problem() -> str:
     return _CUPTI_STATE["problem"]
 
 
+def kernel_time_of_run(work, copies, window: tuple[float, float], iterations: int) -> KernelTime | None:
+    """Per-iteration figures of `iterations` back-to-back iterations profiled inside one host `window` (ns).
+
+    The iterations run back to back as in the event-timed loop (the GPU keeps the clocks and the
+    queue it had there); their device work is summed over the run and divided by `iterations`.
+    """
+    found = kernel_time_of(work, copies, [window])
+    if found is None or iterations < 1:
+        return None
+    return KernelTime(union_ms=found.union_ms / iterations, sum_ms=found.sum_ms / iterations,
+                      copy_ms=found.copy_ms / iterations, activities_per_iter=found.activities_per_iter / iterations,
+                      iterations=iterations)
+
+
 def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    # Short iterations get one more first, which only lets the profiler settle (long ones are too
-    # costly to repeat, and the median of several absorbs it). Each iteration synchronises inside its
-    # window so that all of its device work falls within it.
-    settle = 1 if iterations >= 3 else 0
+    # CUPTI left subscribed after a profile slows every later kernel launch in the process (PyTorch
+    # leaves it so unless TEARDOWN_CUPTI=1; safe with CUDA graphs from CUDA 12.6): tear it down.
+    os.environ.setdefault("TEARDOWN_CUPTI", "1")
     try:
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            with torch.cuda.stream(stream):
-                for _ in range(iterations + settle):
-                    with record_function(_ITERATION_LABEL):
-                        fn()
-                        torch.cuda.synchronize()
+            with torch.cuda.stream(stream), record_function(_ITERATION_LABEL):
+                for _ in range(iterations):
+                    fn()
+                torch.cuda.synchronize()
         events = prof.profiler.kineto_results.events()
     except (RuntimeError, AttributeError) as exc:   # CUPTI taken by another tool, or an old profiler
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return None, f"profiler unavailable: {type(exc).__name__}: {first_line}"
     work, copies, ranges = device_activities(events)
-    windows = iteration_windows(ranges)[settle:]
-    found = kernel_time_of(work, copies, windows)
+    if not ranges:
+        return None, "the profiler recorded no iteration"
+    found = kernel_time_of_run(work, copies, ranges[0], iterations)
     return found, "" if found is not None else "the profiler recorded no iteration"
 
 

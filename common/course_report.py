@@ -22,9 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .files import write_text_atomic
-from .report import FAILS, HOLDS, NOT_APPLICABLE
+from .report import FAILS, HOLDS, INCONCLUSIVE, NOT_APPLICABLE
 
-STATUS_CLASS = {HOLDS: "holds", FAILS: "fails", NOT_APPLICABLE: "na"}
+STATUS_CLASS = {HOLDS: "holds", FAILS: "fails", INCONCLUSIVE: "inconclusive", NOT_APPLICABLE: "na"}
 STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{margin-bottom:.2em} h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
@@ -32,6 +32,7 @@ table{border-collapse:collapse;width:100%;margin:1em 0;font-size:.92em}
 th,td{border:1px solid #ddd;padding:.35em .5em;text-align:left;vertical-align:top}
 th{background:#f3f3f3} td.num{text-align:right;white-space:nowrap}
 .holds{color:#176f2c;font-weight:600} .fails{color:#a61b1b;font-weight:600} .na{color:#666}
+.inconclusive{color:#8a5a00;font-weight:600}
 figure{margin:1.5em 0} figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:.9em;color:#444;margin-top:.3em} .meta{color:#555;font-size:.9em}
 .lead{font-size:1.05em} .warn{background:#fff4e5;border-left:4px solid #e69500;padding:.5em .8em}
@@ -138,14 +139,14 @@ def _figure(png: Path, number: int) -> str:
 def _claims_table(claims: list[dict]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(str(c.get('claim', '')))}</td><td class=num>{html.escape(str(c.get('measured', '')))}</td>"
-        f"<td class={STATUS_CLASS.get(c.get('status'), '')}>{html.escape(str(c.get('status', '')))}</td>"
+        f"<td class={STATUS_CLASS.get(str(c.get('status')), '')}>{html.escape(str(c.get('status', '')))}</td>"
         f"<td>{html.escape(str(c.get('why') or ''))}</td></tr>"
         for c in claims)
     return f"<table><tr><th>claim</th><th>measured</th><th>status</th><th>why</th></tr>{rows}</table>"
 
 
 def _counts(claims: list[dict]) -> dict[str, int]:
-    return {s: sum(c.get("status") == s for c in claims) for s in (HOLDS, FAILS, NOT_APPLICABLE)}
+    return {s: sum(c.get("status") == s for c in claims) for s in (HOLDS, FAILS, INCONCLUSIVE, NOT_APPLICABLE)}
 
 
 def _machine_block(environment: dict) -> str:
@@ -250,7 +251,7 @@ def build_html(out_dir: Path, notebooks_dir: Path | None = None, results: Path |
         summary_rows.append(
             f'<tr><td><a href="#{e.lab}">{html.escape(title)}</a></td><td class=num>{html.escape(took)}</td>'
             f"<td class='num holds'>{counts[HOLDS]}</td><td class='num fails'>{counts[FAILS]}</td>"
-            f"<td class='num na'>{counts[NOT_APPLICABLE]}</td></tr>")
+            f"<td class='num inconclusive'>{counts[INCONCLUSIVE]}</td><td class='num na'>{counts[NOT_APPLICABLE]}</td></tr>")
         body = ""
         if e.status != "ran":
             where = f" in cell {e.cell}" if e.cell else ""
@@ -296,7 +297,7 @@ def build_html(out_dir: Path, notebooks_dir: Path | None = None, results: Path |
         f" · scale {html.escape(str(timings.get('scale', 'auto')))}</p>"
         f"<h2>Machine</h2>{_machine_block(environment)}"
         "<h2>Summary</h2><table><tr><th>lab</th><th>ran in</th><th>holds</th><th>does not hold</th>"
-        f"<th>not applicable here</th></tr>{''.join(summary_rows)}</table>{not_run_html}"
+        f"<th>inconclusive</th><th>not applicable here</th></tr>{''.join(summary_rows)}</table>{not_run_html}"
         f"{''.join(sections)}</body></html>")
 
 

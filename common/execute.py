@@ -114,7 +114,7 @@ def describe_error(exc: BaseException, nb, cell_index: int | None) -> str:
             if out.get("output_type") == "error":
                 return _tail("\n".join(out.get("traceback", [])) or f"{out.get('ename')}: {out.get('evalue')}")
     if hasattr(exc, "ename"):
-        return f"{exc.ename}: {exc.evalue}"
+        return f"{getattr(exc, 'ename')}: {getattr(exc, 'evalue', '')}"
     text = str(exc).split("Here is a preview of the cell contents", 1)[0].strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -228,7 +228,7 @@ def execute(path: Path, out_path: Path, timeout_s: float = CELL_LIMIT_S, progres
 
     slowest = sorted(cell_seconds.items(), key=lambda kv: -kv[1])[:5]
     nb.metadata["trtlabs"] = {"seconds": run.seconds, "machine": detect().machine, "scale": str(scale()),
-                              "slowest_cells": {str(i): s for i, s in slowest}}
+                              "recorded_as": durations.machine_key(), "slowest_cells": {str(i): s for i, s in slowest}}
     if run.status != "ran":
         nb.metadata["trtlabs"].update(status=run.status, error=run.error, cell=run.cell)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -395,11 +395,11 @@ def main(argv: list[str] | None = None) -> int:
                 print("      " + run.error.replace("\n", "\n      "), flush=True)
                 print(f"    the notebook as far as it ran: {target}", flush=True)
     except KeyboardInterrupt:
-        run = runs.get(current)
-        if run is None and current:   # stopped before its kernel ran a cell
-            runs[current] = run = LabRun("interrupted", 0.0, error="interrupted (Ctrl-C) while starting")
-        interrupted = (f"{current}, {run.where() or 'before its first cell'}" if run and run.status == "interrupted"
-                       else "between labs")
+        stopped = runs.get(current)
+        if stopped is None and current:   # stopped before its kernel ran a cell
+            runs[current] = stopped = LabRun("interrupted", 0.0, error="interrupted (Ctrl-C) while starting")
+        interrupted = (f"{current}, {stopped.where() or 'before its first cell'}"
+                       if stopped and stopped.status == "interrupted" else "between labs")
         print(f"\ninterrupted ({interrupted}): the run stops here; what ran is kept", flush=True)
     total = time.perf_counter() - start
 

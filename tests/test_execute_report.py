@@ -129,7 +129,7 @@ def test_the_committed_record_holds_the_committed_notebooks_durations():
         meta = json.loads(path.read_text())["metadata"].get("trtlabs", {})
         if not meta.get("machine"):
             continue
-        machine = meta["machine"].split(" (sm_")[0]
+        machine = meta.get("recorded_as") or meta["machine"].split(" (sm_")[0]
         assert committed[machine][meta["scale"]][path.stem] == pytest.approx(meta["seconds"]), path.stem
 
 

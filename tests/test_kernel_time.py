@@ -19,11 +19,6 @@ def test_union_counts_overlap_once():
         bench.interval_union([(3, 1)])
 
 
-def test_windows_run_to_the_next_iterations_start():
-    assert bench.iteration_windows([(10, 12), (0, 5)]) == [(0, 10), (10, 12)]
-    assert bench.iteration_windows([]) == []
-
-
 def test_each_interval_belongs_to_the_iteration_it_starts_in():
     windows = [(0, 10), (10, 20)]
     intervals = [(1, 3), (2, 4), (9, 12), (11, 13), (25, 26), (-5, -1)]   # last two: in no iteration
@@ -106,8 +101,17 @@ def test_device_work_is_kernels_copies_and_memsets_only():
     ]
     work, copies, windows = bench.device_activities(events)
     assert work == [(10, 50), (40, 70), (80, 81)] and copies == [(40, 70), (80, 81)] and windows == [(0, 100)]
-    kt = bench.kernel_time_of(work, copies, bench.iteration_windows(windows))
+    kt = bench.kernel_time_of(work, copies, windows)
     assert kt.union_ms == pytest.approx(61e-6) and kt.sum_ms == pytest.approx(71e-6)
+
+
+def test_back_to_back_iterations_are_averaged_over_the_run():
+    ns = 1_000_000
+    work = [(0, 2 * ns), (1 * ns, 3 * ns), (10 * ns, 12 * ns), (20 * ns, 29 * ns)]   # 3 iterations' kernels
+    kt = bench.kernel_time_of_run(work, [(20 * ns, 21 * ns)], (0, 30 * ns), iterations=3)
+    assert (kt.union_ms, kt.sum_ms, kt.copy_ms, kt.activities_per_iter, kt.iterations) == \
+        pytest.approx((14 / 3, 15 / 3, 1 / 3, 4 / 3, 3))
+    assert bench.kernel_time_of_run(work, [], (50 * ns, 60 * ns), iterations=3).union_ms == 0.0
 
 
 def test_measurement_keeps_kernel_time_through_json(tmp_path):

@@ -73,8 +73,8 @@ def test_batching_claims_that_do_not_hold_or_are_inconclusive_on_a_gpu():
     # host-bound; torch.compile within the noise
     batches = [1, 2, 4, 8, 16]
     latency = [1.0, 1.0, 1.0, 2.0, 4.0]
-    rows = sweep_rows("transformer", EAGER_GPU, batches, latency, [1.0, 1.0, 2.0, 5.0, 4.0], unit="seq",
-                      kernel_ms=[0.1, 0.2, 0.3, 1.9, 3.9])
+    rows = sweep_rows("transformer", EAGER_GPU, batches, latency, [1.0, 1.0, 2.0, 2.0, 5.0], unit="seq",
+                      kernel_ms=[0.1, 0.2, 0.4, 0.5, 3.9])
     rows += sweep_rows("transformer", COMPILED_GPU, [1, 16], [0.9, 3.9], [1.0, 8.0], unit="seq", kernel_ms=[0.5, 3.8])
     got = {c.claim: (c.measured, c.status, c.why) for c in lab.batching_claims(
         rows, {"transformer": [EAGER_GPU, COMPILED_GPU]}, {"transformer": "seq"}, batches=batches,
@@ -136,8 +136,8 @@ def test_device_throughput_knees_and_the_host_bound_spans():
     assert (k.end_to_end.knee_batch, k.device.knee_batch) == (128, 128)
     assert lab.knees(lab.with_device_throughput(sweep_rows("m", EAGER_GPU, [1, 2], [1.0, 1.0], [1.0, 1.0]), "img"),
                      "img").device is None
-    spans = lab.host_bound_spans(rows)   # batches 1..32 host-bound (busy < 50%), 64 up device-bound
-    assert len(spans) == 1 and spans[0][0] == pytest.approx(2 ** -0.5) and spans[0][1] == pytest.approx(32 * 2 ** 0.5)
+    spans = lab.host_bound_spans(rows)   # batches 1..16 host-bound (busy < 50%), 32 mixed, 64 up device-bound
+    assert len(spans) == 1 and spans[0][0] == pytest.approx(2 ** -0.5) and spans[0][1] == pytest.approx(16 * 2 ** 0.5)
     gap = [dict(r, regime=bench.DEVICE_BOUND) if r["batch"] == 4 else r for r in rows]
     assert len(lab.host_bound_spans(gap)) == 2
     spread = lab.device_bound_spread(rows + sweep_rows("resnet50", COMPILED_GPU, [1], [4.0], [1.0], kernel_ms=[0.5]))
