@@ -471,21 +471,27 @@ def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
     # CUPTI left subscribed after a profile slows every later kernel launch in the process (PyTorch
     # leaves it so unless TEARDOWN_CUPTI=1; safe with CUDA graphs from CUDA 12.6): tear it down.
     os.environ.setdefault("TEARDOWN_CUPTI", "1")
-    try:
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            with torch.cuda.stream(stream), record_function(_ITERATION_LABEL):
-                for _ in range(iterations):
-                    fn()
-                torch.cuda.synchronize()
-        events = prof.profiler.kineto_results.events()
-    except (RuntimeError, AttributeError) as exc:   # CUPTI taken by another tool, or an old profiler
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return None, f"profiler unavailable: {type(exc).__name__}: {first_line}"
-    work, copies, ranges = device_activities(events)
-    if not ranges:
-        return None, "the profiler recorded no iteration"
-    found = kernel_time_of_run(work, copies, ranges[0], iterations)
-    return found, "" if found is not None else "the profiler recorded no iteration"
+    for _ in range(2):   # CUPTI can drop the first records of a session: one retry when none arrived
+        try:
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                with torch.cuda.stream(stream):
+                    fn()                       # one iteration outside the window, while CUPTI settles
+                    torch.cuda.synchronize()
+                    with record_function(_ITERATION_LABEL):
+                        for _ in range(iterations):
+                            fn()
+                        torch.cuda.synchronize()
+            events = prof.profiler.kineto_results.events()
+        except (RuntimeError, AttributeError) as exc:   # CUPTI taken by another tool, or an old profiler
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            return None, f"profiler unavailable: {type(exc).__name__}: {first_line}"
+        work, copies, ranges = device_activities(events)
+        if not ranges:
+            return None, "the profiler recorded no iteration"
+        found = kernel_time_of_run(work, copies, ranges[0], iterations)
+        if found is not None and found.activities_per_iter > 0:
+            return found, ""
+    return None, "CUPTI recorded no device work for this function"
 
 
 def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int) -> tuple[KernelTime | None, str]:

@@ -20,31 +20,41 @@ def outcome(lab_report):
     return [(c.claim, c.measured, c.status, c.why) for c in lab_report.claims]
 
 
+INT8_WHY = ("torch._int_mm's kernels against torch._scaled_mm's, not the chip: TensorRT brings its own INT8 and FP8 "
+            "kernels (lab 08)")
+FP8_WHY = "torch._scaled_mm against cuBLAS FP16, best of each sweep"
+
+
 def test_ceilings_claims_on_a_hopper_gpu():
     got = outcome(lab.ceilings_claims(ceilings(H100), has_gpu=True))
     assert got == [
-        ("FP16 tensor-core matmul is at least 8x plain FP32", "12.5x", report.HOLDS, ""),
-        ("TF32 lies between FP32 and FP16", "7.3x FP32", report.HOLDS, ""),
-        ("FP8 is at least 1.5x FP16", "1.97x", report.HOLDS, ""),
-        ("PyTorch's INT8 matmul reaches its FP8 rate (one tensor-core peak on Hopper)", "0.70x FP8", report.FAILS, ""),
+        ("FP16 tensor-core matmul is at least 8x plain FP32", "12.5x", report.HOLDS, lab.RATES_WHY),
+        ("TF32 lies between FP32 and FP16", "7.3x FP32", report.HOLDS, lab.RATES_WHY),
+        ("FP8 is at least 1.5x FP16", "1.97x", report.HOLDS, FP8_WHY),
+        ("PyTorch's INT8 matmul reaches its FP8 rate (one tensor-core peak on Hopper)", "0.70x FP8", report.FAILS,
+         INT8_WHY),
     ]
 
 
 def test_ceilings_claims_that_do_not_hold():
     rates = {"fp32": 50.0, "tf32": 700.0, "fp16": 300.0, "fp8": 400.0, "int8": 380.0}
-    statuses = {c.claim: (c.measured, c.status) for c in lab.ceilings_claims(ceilings(rates), has_gpu=True).claims}
+    lab_report = lab.ceilings_claims(ceilings(rates), has_gpu=True, points=points(40, 45, device="cuda"))
+    statuses = {c.claim: (c.measured, c.status) for c in lab_report.claims}
     assert statuses == {
         "FP16 tensor-core matmul is at least 8x plain FP32": ("6.0x", report.FAILS),
         "TF32 lies between FP32 and FP16": ("14.0x FP32", report.FAILS),
         "FP8 is at least 1.5x FP16": ("1.33x", report.FAILS),
         "PyTorch's INT8 matmul reaches its FP8 rate (one tensor-core peak on Hopper)": ("0.95x FP8", report.HOLDS),
+        lab.ADD_CLAIM: ("40% of copy", report.FAILS),
+        lab.MATMUL_CLAIM: ("45% of matmul fp32", report.FAILS),
     }
+    assert lab_report.unexplained() == []
 
 
 def test_ceilings_claims_on_a_gpu_without_tf32_or_fp8():
     rates = {"fp32": 8.0, "fp16": 65.0, "int8": 130.0}   # a Turing T4
     got = outcome(lab.ceilings_claims(ceilings(rates, {"fp8": "needs compute capability 8.9"}), has_gpu=True))
-    assert got == [("FP16 tensor-core matmul is at least 8x plain FP32", "8.1x", report.HOLDS, ""),
+    assert got == [("FP16 tensor-core matmul is at least 8x plain FP32", "8.1x", report.HOLDS, lab.RATES_WHY),
                    ("FP8 is at least 1.5x FP16", "-", report.NOT_APPLICABLE, "needs compute capability 8.9")]
     unexplained = lab.ceilings_claims(ceilings(rates), has_gpu=True).claims[-1]
     assert (unexplained.status, unexplained.why) == (report.NOT_APPLICABLE, "no FP8 on this GPU")
@@ -80,7 +90,7 @@ def test_ceilings_claims_on_a_cpu_judge_the_roofline_and_add_to_the_given_report
 def test_ceiling_tables_keep_one_unit_per_table_and_say_how_far_the_datasheet_is():
     copy, matmul = lab.ceiling_tables(cpu_ceilings())
     assert copy == [{"ceiling": "copy bandwidth", "GB_per_s": 20.0, "best_at": "64 MiB", "datasheet_GB_per_s": "unknown",
-                     "pct_of_datasheet": pytest.approx(float("nan"), nan_ok=True)}]
+                     "of_datasheet": "-"}]
     assert [(r["ceiling"], r["GFLOP/s"], r["counts"], r["best_at"]) for r in matmul] == [
         ("matmul fp32", 50.0, "GFLOP/s", "1024x1024x1024")]
     assert lab.datasheet_gap(cpu_ceilings()) == ("No datasheet peak for a CPU: the measured ceilings are the only "
@@ -89,7 +99,7 @@ def test_ceiling_tables_keep_one_unit_per_table_and_say_how_far_the_datasheet_is
                     matmul_tflops={"fp16": 611.0, "int8": 892.0}, matmul_shape=(12288,) * 3,
                     matmul_shapes={"fp16": (12288,) * 3, "int8": (8192,) * 3})
     copy, matmul = lab.ceiling_tables(h200)
-    assert copy[0]["datasheet_GB_per_s"] == 4800 and copy[0]["best_at"] == "4 GiB"
+    assert (copy[0]["datasheet_GB_per_s"], copy[0]["best_at"], copy[0]["of_datasheet"]) == (4800, "4 GiB", "89%")
     assert {r["counts"] for r in matmul} == {"TFLOP/s", "TOP/s"} and all("TFLOP/s" in r for r in matmul)
     gap = lab.datasheet_gap(h200)
     assert gap.startswith("Measured against the datasheet of H200 SXM: from 45% (matmul int8) to 89% (copy bandwidth)")

@@ -1,7 +1,10 @@
 """Lab 10 (builder optimization): the lab's models and references, the trade-off arithmetic,
-torch.compile with Inductor's cache cold and warm, ONNX Runtime's levels, the TensorRT study's
-orchestration with its TensorRT calls replaced, the timing-cache plumbing that needs no TensorRT
-(common.trt.tactics), and every branch of the claims. GPU tests need a CUDA GPU."""
+torch.compile with Inductor's cache cold and warm, the kernels each configuration runs, ONNX Runtime's
+levels, the TensorRT study's orchestration with its TensorRT calls replaced, the trtexec commands, the
+timing-cache plumbing that needs no TensorRT (common.trt.tactics), and every branch of the claims
+(holds, does not hold, inconclusive, not applicable). GPU tests need a CUDA GPU."""
+
+import logging
 
 import math
 import os
@@ -12,7 +15,7 @@ import torch
 from common import bench, checks, report
 from common import onnx as onnx_tools
 from common.labs import lab10_builder as lab
-from common.labs.lab10_builder import trt_study
+from common.labs.lab10_builder import kernels_chosen, trt_study
 from common.trt import BuildConfig, tactics
 from common.trt.logger import BuildLog
 
@@ -74,7 +77,9 @@ def test_compile_cold_then_warm_on_cpu():
     assert run.cold_cache["fx_misses"] >= 1 and run.cold_cache["fx_hits"] == 0   # a fresh folder: nothing to hit
     assert run.warm_cache["fx_hits"] + run.warm_cache["aot_hits"] >= 1 and run.warm_cache["fx_misses"] == 0
     assert run.warm_s < run.cold_s and run.relative_error <= checks.tolerance("fp32", "model")
-    assert len(run.runs) == 2 and run.label == "torch.compile (default)"
+    assert len(run.runs) == 2 and len(run.eager_runs) == 2 and run.label == "torch.compile (default)"
+    assert run.eager_runs[0].name == "PyTorch eager" and run.skipped == 0
+    assert run.kernels.device == "cpu" and run.kernels.kernels and run.kernels.label == "torch.compile (default)"
 
 
 def test_compile_refuses_wrong_outputs_and_cuda_graphs_on_cpu():
@@ -94,25 +99,47 @@ def test_warm_up_compiles_the_tiny_models_in_a_throwaway_cache():
     assert os.environ.get("TORCHINDUCTOR_CACHE_DIR") == before
 
 
-def _measurement(name, ms, device="cpu"):
+def _measurement(name, ms, device="cpu", kernel_ms=None):
     stats = bench.Stats.of([ms])
-    return bench.Measurement(name, "fake", device, 1, stats, stats, ms, 1, 0.0, "perf_counter")
+    kernel = None if kernel_ms is None else bench.KernelTime(kernel_ms, kernel_ms, 0.0, 4, 5)
+    return bench.Measurement(name, "fake", device, 1, stats, stats, ms, 1, 0.0, "perf_counter", kernel=kernel)
 
 
 def _runs(name, *medians):
     return [_measurement(name, ms) for ms in medians]
 
 
+def _gpu_runs(name, *medians, kernel=None):
+    """CUDA runs with event medians and (per pass) kernel times (the same as the events if not given)."""
+    kernel = kernel or medians
+    return [_measurement(name, ms, "cuda", k) for ms, k in zip(medians, kernel)]
+
+
 def test_compile_study_rows_compare_against_eager():
     run = lab.CompileRun("m", "default", 2.0, {}, 0.5, {}, 0.0, _runs("c", 0.5, 0.51))
     study = lab.CompileStudy("m", "fp32", 0.0, _runs("PyTorch eager", 1.0, 1.02), [run])
     base, row = study.rows()
-    assert base["configuration"] == "PyTorch eager" and row["verdict"] == "faster"
+    assert base["configuration"] == "PyTorch eager" and row["verdict"] == "faster" and row["regime"] == "cpu"
     assert row["break_even"] == pytest.approx(lab.break_even_inferences(2.0, 1.01, 0.505))
+    assert math.isnan(row["kernel_speedup"]) and row["interval"] == "1.96-2.04"
     assert run.warm_speedup == 4.0 and study.run("default") is run
     assert study.compare("eager", "default").speedup == pytest.approx(1.01 / 0.505)
+    assert study.on_device("eager", "default").on == "event"       # no kernel time on a CPU
     with pytest.raises(KeyError, match="default"):
         study.run("max-autotune")
+
+
+def test_compile_study_rows_use_the_eager_passes_interleaved_with_each_mode():
+    eager_a, eager_b = _gpu_runs("PyTorch eager", 1.0, 1.0), _gpu_runs("PyTorch eager", 2.0, 2.0)
+    a = lab.CompileRun("m", "default", 1.0, {}, None, None, 0.0, _gpu_runs("a", 0.5, 0.5, kernel=(0.4, 0.4)), eager_a)
+    b = lab.CompileRun("m", "reduce-overhead", 1.0, {}, None, None, 0.0, _gpu_runs("b", 1.0, 1.0), eager_b)
+    study = lab.CompileStudy("m", "fp16", 0.0, eager_a + eager_b, [a, b])
+    rows = {r["configuration"]: r for r in study.rows()}
+    assert rows["torch.compile (default)"]["speedup"] == pytest.approx(2.0)
+    assert rows["torch.compile (default)"]["kernel_speedup"] == pytest.approx(2.5)
+    assert rows["torch.compile (reduce-overhead)"]["speedup"] == pytest.approx(2.0)   # against its own eager passes
+    assert rows["torch.compile (default)"]["regime"] == "device-bound"
+    assert study.on_device("eager", "default").on == "kernel"
 
 
 def test_cache_and_cold_warm_rows_skip_modes_compiled_once():
@@ -280,23 +307,112 @@ def test_timing_cache_and_reuse_studies_build_what_they_say(fake_trt, tmp_path):
                                                                   "another model's timing cache"]
 
 
+# -- the kernels each configuration runs, and quiet autotuning -------------------------------------------
+
+def test_kernel_kind_names_library_generated_and_pytorch_kernels():
+    assert lab.kernel_kind("nvjet_hsh_128x256_64x4_2x1_v_bz_coopA_TNT") == lab.LIBRARY
+    assert lab.kernel_kind("sm90_xmma_gemm_f16f16_f16f32_f32_tn_n_tilesize128x128x64") == lab.LIBRARY
+    assert lab.kernel_kind("triton_tem_fused_addmm_gelu_0") == lab.GENERATED_GEMM
+    assert lab.kernel_kind("triton_mm_18") == lab.GENERATED_GEMM
+    assert lab.kernel_kind("triton_poi_fused_addmm_gelu_1") == lab.GENERATED
+    assert lab.kernel_kind("void at::native::vectorized_elementwise_kernel<4, GeluCUDAKernelImpl>") == \
+        kernels_chosen.ELEMENTWISE
+    assert lab.kernel_kind("aten::addmm") == lab.LIBRARY and lab.kernel_kind("aten::gelu") == kernels_chosen.ELEMENTWISE
+    assert lab.kernel_kind("Memcpy DtoD (Device -> Device)") == kernels_chosen.COPY
+    assert lab.kernel_kind("something else") == kernels_chosen.OTHER
+
+
+def test_aggregate_ranks_kernels_per_iteration_and_shares():
+    profile = lab.aggregate("eager", "cuda", [("nvjet_a", 30.0), ("gelu elementwise", 5.0), ("nvjet_a", 30.0),
+                                              ("gelu elementwise", 5.0)], iterations=2)
+    assert [k["name"] for k in profile.kernels] == ["nvjet_a", "gelu elementwise"]
+    assert profile.kernels[0]["us_per_iter"] == 30.0 and profile.kernels[0]["calls"] == 1.0
+    assert profile.total_us == 35.0 and profile.share_of(lab.LIBRARY) == pytest.approx(100 * 30 / 35)
+    assert profile.gemm_kind() == lab.LIBRARY
+    tuned = lab.aggregate("max-autotune", "cuda", [("triton_tem_fused_0", 20.0), ("nvjet_a", 10.0)], 1)
+    assert tuned.gemm_kind() == "both" and lab.aggregate("x", "cuda", [("triton_poi_0", 1.0)], 1).gemm_kind() == "none"
+    (summary,) = lab.gemm_summary([tuned])
+    assert summary["generated GEMM %"] == pytest.approx(200 / 3) and summary["other %"] == pytest.approx(0)
+    rows = lab.kernel_rows([profile, tuned], top=1)
+    assert [(r["configuration"], r["kernel"]) for r in rows] == [("eager", "nvjet_a"), ("max-autotune", "triton_tem_fused_0")]
+    with pytest.raises(ValueError, match="iterations"):
+        lab.aggregate("x", "cuda", [], 0)
+
+
+def test_short_name_cuts_with_a_visible_ellipsis():
+    assert lab.short_name("abc", 5) == "abc"
+    assert lab.short_name("abcdefgh", 5) == "abcd…"
+
+
+def test_profile_kernels_on_cpu_lists_operators():
+    model = lab.mlp(16, depth=1)
+    x = torch.zeros(4, 16)
+    profile = lab.profile_kernels(lambda: model(x), label="eager", device="cpu", iterations=2)
+    names = [k["name"] for k in profile.kernels]
+    assert profile.device == "cpu" and any("addmm" in n or "linear" in n for n in names)
+
+
+def test_quiet_autotuning_collects_errors_and_restores_the_loggers():
+    from torch._inductor import select_algorithm
+
+    logger = logging.getLogger(kernels_chosen.AUTOTUNE_LOGGERS[0])
+    before = (logger.propagate, logger.level, list(logger.handlers), select_algorithm.PRINT_AUTOTUNE)
+    with lab.quiet_autotuning() as messages:
+        assert select_algorithm.PRINT_AUTOTUNE is False
+        logger.error("Runtime error during autotuning: \n%s. \nIgnoring this choice.", "out of resource")
+        logger.debug("not collected")
+    assert (logger.propagate, logger.level, list(logger.handlers), select_algorithm.PRINT_AUTOTUNE) == before
+    assert lab.skipped_candidates(messages) == 1 and len(messages) == 1
+    assert "1 candidate kernel could not run" in lab.skipped_text({"mlp max-autotune": 1})
+    assert lab.skipped_text({"mlp default": 0}) == "no autotuning candidate failed"
+
+
+# -- trtexec -----------------------------------------------------------------------------------------
+
+def test_planned_trtexec_commands_cover_every_engine_and_knob():
+    sections = lab.planned_trtexec("small")
+    lines = [line for section in sections.values() for line in section]
+    assert len(sections["builder_optimization_level 0-5"]) == 12
+    assert len(sections["tactic knobs (convnet)"]) == sum(len(v) for v in lab.KNOB_VALUES.values())
+    for flag in ("--builderOptimizationLevel=5", "--timingCacheFile=mlp.timing-cache", "--avgTiming=8",
+                 "--maxTactics=1", "--tilingOptimizationLevel=3", "--tacticSources=-EDGE_MASK_CONVOLUTIONS,"
+                 "-JIT_CONVOLUTIONS", "--minShapes=input:64x256"):
+        assert any(flag in line for line in lines), flag
+    assert "not expressible in trtexec: BuilderFlag.EDITABLE_TIMING_CACHE" in sections["editable timing cache"][0]
+    assert not any("/" in line.split("--onnx=")[1].split()[0] for line in lines)   # file names, no machine paths
+
+
+def test_engine_trtexec_prints_each_engine_with_its_own_config():
+    config = dataclasses.replace(lab.static_config((8, 16)), builder_optimization_level=2,
+                                 timing_cache_path="/somewhere/m.timing-cache")
+    result = lab.EngineResult("m", "level 2", config, 1.0, 1, 0.0)
+    (line,) = lab.engine_trtexec("/a/b/m.onnx", [result])
+    assert line.startswith("level 2: trtexec --onnx=m.onnx ") and "--timingCacheFile=m.timing-cache" in line
+    assert "--builderOptimizationLevel=2" in line
+
+
 # -- the claims ------------------------------------------------------------------------------------------
 
-def _run(model, mode, medians, cold_s, warm_s=None, warm_cache=None):
+def _run(model, mode, medians, cold_s, warm_s=None, warm_cache=None, kernel=None, eager=None, kernels=None):
     return lab.CompileRun(model, mode, cold_s, {"fx_hits": 0, "fx_misses": 1, "aot_hits": 0}, warm_s, warm_cache, 0.0,
-                          _runs(f"torch.compile ({mode})", *medians))
+                          _gpu_runs(f"torch.compile ({mode})", *medians, kernel=kernel),
+                          eager or _gpu_runs("PyTorch eager", 1.0, 1.01), kernels)
 
 
 SERVED = {"fx_hits": 2, "fx_misses": 0, "aot_hits": 1}
+LIBRARY_GEMMS = lab.aggregate("default", "cuda", [("nvjet_a", 30.0), ("triton_poi_fused_0", 5.0)], 1)
+TRITON_GEMMS = lab.aggregate("default", "cuda", [("triton_tem_fused_0", 30.0), ("triton_poi_fused_0", 5.0)], 1)
 
 
-def _studies(*, cnn_default, mlp_default, mlp_autotune, autotune_cold_s, warm_s, warm_cache=SERVED):
-    eager = _runs("PyTorch eager", 1.0, 1.01)
-    cnn = lab.CompileStudy("convnet", "fp32", 0.0, eager,
-                           [_run("convnet", "default", cnn_default, 2.0, warm_s, warm_cache)])
-    mlp = lab.CompileStudy("mlp", "fp32", 0.0, eager,
-                           [_run("mlp", "default", mlp_default, 2.0, warm_s, warm_cache),
-                            _run("mlp", "max-autotune-no-cudagraphs", mlp_autotune, autotune_cold_s, 1.0, warm_cache)])
+def _studies(*, cnn_default, mlp_default, mlp_autotune, autotune_cold_s, warm_s, warm_cache=SERVED,
+             graphs=(0.5, 0.505), kernels=LIBRARY_GEMMS, cnn_kernel=None):
+    cnn = lab.CompileStudy("convnet", "fp16", 0.0, _gpu_runs("PyTorch eager", 1.0, 1.01),
+                           [_run("convnet", "default", cnn_default, 2.0, warm_s, warm_cache, kernel=cnn_kernel)])
+    modes = [_run("mlp", "default", mlp_default, 2.0, warm_s, warm_cache, kernels=kernels),
+             _run("mlp", "max-autotune-no-cudagraphs", mlp_autotune, autotune_cold_s, 1.0, warm_cache)]
+    if graphs is not None:
+        modes.append(_run("mlp", "reduce-overhead", graphs, 2.0))
+    mlp = lab.CompileStudy("mlp", "fp16", 0.0, _gpu_runs("PyTorch eager", 1.0, 1.01), modes)
     return {"mlp": mlp, "convnet": cnn}
 
 
@@ -304,31 +420,58 @@ def _by_claim(lab_report):
     return {c.claim: c for c in lab_report.claims}
 
 
+def _compile_statuses(result):
+    by = _by_claim(result)
+    return {key: by[text] for key, text in lab.COMPILE_CLAIMS.items()}
+
+
 def test_compile_claims_hold():
     studies = _studies(cnn_default=(0.5, 0.505), mlp_default=(0.98, 0.99), mlp_autotune=(0.97, 0.98),
                        autotune_cold_s=10.0, warm_s=0.5)
     result = lab.compile_claims(studies)
-    assert result.lab == "10_builder" and len(result.claims) == 7
+    assert result.lab == "10_builder" and len(result.claims) == 8
     assert all(c.status == report.HOLDS for c in result.claims), result.table()
-    assert [c.measured for c in result.claims] == ["2.00x", "1.02x", "5.0x", "1.01x", "4.0x", "4.0x", "1"]
-    assert result.claims[2].why == "2.0 s -> 10.0 s" and result.claims[4].why == "2.00 s -> 0.50 s"
+    by = _compile_statuses(result)
+    assert by["fusion"].measured == "2.00x [1.98, 2.02]" and "judged on kernel time over 2 passes" in by["fusion"].why
+    assert by["library"].measured == "86% of its kernel time in library kernels"
+    assert by["search_cost"].measured == "5.0x" and by["search_cost"].why == "2.0 s -> 10.0 s"
+    assert "separate blocks" in by["search_gain"].why and "separate blocks" in by["host_pace"].why
+    assert result.claims[5].why == "2.00 s -> 0.50 s" and result.claims[-1].why == "4 warm compiles"
 
 
 def test_compile_claims_fail():
-    studies = _studies(cnn_default=(1.5, 1.51), mlp_default=(0.5, 0.505), mlp_autotune=(0.25, 0.2525),
-                       autotune_cold_s=3.0, warm_s=1.5, warm_cache={"fx_hits": 1, "fx_misses": 1, "aot_hits": 0})
+    studies = _studies(cnn_default=(1.5, 1.51), mlp_default=(0.5, 0.505), mlp_autotune=(1.0, 1.01),
+                       autotune_cold_s=3.0, warm_s=1.5, warm_cache={"fx_hits": 1, "fx_misses": 1, "aot_hits": 0},
+                       graphs=(1.0, 1.01), kernels=TRITON_GEMMS)
     claims = lab.compile_claims(studies).claims
     assert all(c.status == report.FAILS for c in claims), [c.claim for c in claims if c.status != report.FAILS]
-    assert [c.measured for c in claims] == ["0.67x", "2.00x", "1.5x", "2.00x", "1.3x", "1.3x", "0"]
+    assert all(c.why for c in claims)
+    by = _compile_statuses(lab.compile_claims(studies))
+    assert by["library"].why == f"GEMMs run by: {lab.GENERATED_GEMM}" and by["search_gain"].measured.startswith("0.50x")
+    assert claims[-1].why == "missed: mlp default, mlp max-autotune-no-cudagraphs, convnet default"
 
 
-def test_compile_claims_count_a_difference_inside_the_spread_as_no_change():
+def test_compile_claims_inconclusive_inside_the_noise_and_judged_on_kernel_time():
+    # the CNN's events say 2x, its kernels are as slow as eager's: fusion is judged on the kernels
     studies = _studies(cnn_default=(0.5, 0.505), mlp_default=(0.3, 1.5), mlp_autotune=(0.4, 1.6),
-                       autotune_cold_s=10.0, warm_s=0.5)
-    claims = _by_claim(lab.compile_claims(studies))
-    gemm = claims["torch.compile (default) changes the MLP's run time by less than 10%: "
-                  "its matrix products stay in the library"]
-    assert gemm.status == report.HOLDS and gemm.measured == "1.12x"   # 12% apart, inside a 400% spread
+                       autotune_cold_s=10.0, warm_s=0.5, cnn_kernel=(0.9, 1.1), graphs=(0.2, 1.6))
+    by = _compile_statuses(lab.compile_claims(studies))
+    assert by["fusion"].status == report.INCONCLUSIVE and "straddles 1.00x" in by["fusion"].why
+    assert by["search_gain"].status == report.INCONCLUSIVE and by["host_pace"].status == report.INCONCLUSIVE
+
+
+def test_compile_claims_on_a_cpu():
+    eager = _runs("PyTorch eager", 1.0, 1.01)
+    cpu_run = lambda mode, medians, cold: lab.CompileRun(  # noqa: E731
+        "m", mode, cold, {}, 0.5, SERVED, 0.0, _runs(mode, *medians), eager,
+        lab.aggregate(mode, "cpu", [("aten::addmm", 10.0)], 1))
+    studies = {"mlp": lab.CompileStudy("mlp", "fp32", 0.0, eager, [cpu_run("default", (0.9, 0.91), 1.0),
+                                                                     cpu_run("max-autotune-no-cudagraphs", (0.9, 0.91), 5.0)]),
+               "convnet": lab.CompileStudy("convnet", "fp32", 0.0, eager, [cpu_run("default", (0.5, 0.51), 1.0)])}
+    by = _compile_statuses(lab.compile_claims(studies))
+    assert by["library"].status == report.NOT_APPLICABLE and by["host_pace"].status == report.NOT_APPLICABLE
+    assert by["fusion"].status == report.HOLDS and "no kernel time on a CPU" in by["fusion"].why
+    assert "judged on event time" in by["search_gain"].why
 
 
 def _ort_row(model, level, speedup, verdict, build_ms, break_even, spread=2.0):

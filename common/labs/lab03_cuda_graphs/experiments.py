@@ -4,7 +4,7 @@
   nothing, :class:`StaticMLP` (preallocated buffers, ``torch.addmm(..., out=)`` and ``relu_``): what
   a stream capture with cuda-python needs, since PyTorch's allocator does not know it is capturing;
 - one way to run a forward, :class:`Timed`, checked against eager before timing (:func:`verify`)
-  and measured with ``bench.measure_interleaved`` (:func:`bench_configs`);
+  and measured with ``bench.measure_interleaved`` (:func:`bench_configs`), five passes each;
 - launching's cost per kernel on a GPU, eager minus graph (:func:`launch_overhead_us`).
 """
 
@@ -175,17 +175,23 @@ def bench_configs(timed: Mapping[str, Timed]) -> dict[str, dict]:
 
 
 def comparison_rows(runs: Mapping[str, Sequence[bench.Measurement]], baseline: str, *, depth: int = DEPTH) -> list[dict]:
-    """One row per configuration: median latency, per layer, spread, and speedup over `baseline`."""
+    """One row per configuration: median event time (``latency_ms``), per layer, host time per call,
+    the GPU's own time and busy share with its regime, the spread, and the speedup over `baseline`
+    with its 95% interval over passes (event time: what a caller waits for)."""
     rows = []
     for label, measurements in runs.items():
         cmp = bench.compare(runs[baseline], measurements)
+        lo, hi = cmp.interval
         rows.append({
             "backend": label,
             "latency_ms": cmp.median_b_ms,
             "per_layer_us": cmp.median_b_ms * 1e3 / depth,
+            "host_ms": bench.median_host_ms(measurements),
+            **bench.kernel_fields(measurements),
             "spread_pct": cmp.spread_b_pct,
             "throughput_per_s": measurements[0].batch_size / (cmp.median_b_ms / 1e3),
             "speedup": cmp.speedup,
+            "interval": "-" if label == baseline or math.isnan(lo) else f"{lo:.2f}-{hi:.2f}",
             "significant": label != baseline and cmp.significant,
             "verdict": "baseline" if label == baseline else cmp.verdict(),
         })

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from common import bench, checks
 
@@ -22,12 +22,14 @@ from .experiments import DEPTH, EAGER, TORCH_GRAPH, Timed, backend_label, build_
 
 
 def width_sweep(widths: Sequence[int], batch: int, *, device: str, dtype: torch.dtype, with_graph: bool,
-                depth: int = DEPTH, passes: int = 2, warmup_ms: float = 30.0, measure_ms: float = 120.0,
+                depth: int = DEPTH, passes: int = bench.PASSES, warmup_ms: float = 12.0, measure_ms: float = 48.0,
                 progress: bool = True) -> list[dict]:
     """Per width: latency and time per layer of eager PyTorch and, on a GPU, of its CUDA graph.
 
     Each graph's output is checked against eager before anything is timed. Every point is
-    measured in `passes` passes over the whole sweep; rows carry the run-to-run spread.
+    measured in `passes` passes over the whole sweep; rows carry the run-to-run spread. The GPU's
+    own time (kernel time, busy share, regime) comes from the first pass alone: the sweep has many
+    points, and one CUPTI pass per point says which regime each was measured in.
     """
     eager_label = backend_label(EAGER, device, dtype)
     graph_label = backend_label(TORCH_GRAPH, device, dtype)
@@ -44,21 +46,28 @@ def width_sweep(widths: Sequence[int], batch: int, *, device: str, dtype: torch.
             configs[(width, graph_label)] = Timed(graph.replay, graph.stream)
             checks.verify(configs[(width, graph_label)].run_once(), configs[(width, eager_label)].run_once(),
                           f"width {width}: the graph's output against eager", tol=tolerance(dtype))
-    results: dict[tuple[int, str], list[float]] = {key: [] for key in configs}
+    results: dict[tuple[int, str], list[bench.Measurement]] = {key: [] for key in configs}
     steps = [(p, key) for p in range(passes) for key in configs]
-    for _, key in tqdm(steps, desc="width sweep", disable=not progress, mininterval=2.0):
+    for p, key in tqdm(steps, desc="width sweep", disable=not progress, leave=False, mininterval=2.0):
         config = configs[key]
-        m = bench.measure(config.fn, name=f"width {key[0]}", backend=key[1], batch_size=batch, device=device,
-                          stream=config.stream, warmup_ms=warmup_ms, measure_ms=measure_ms)
-        results[key].append(m.latency_ms.median)
+        results[key].append(bench.measure(config.fn, name=f"width {key[0]}", backend=key[1], batch_size=batch,
+                                          device=device, stream=config.stream, warmup_ms=warmup_ms,
+                                          measure_ms=measure_ms, kernel_time=None if p == 0 else False))
     rows = []
-    for (width, label), medians in results.items():
+    for (width, label), runs in results.items():
+        medians = [m.latency_ms.median for m in runs]
         median_ms = statistics.median(medians)
         rows.append({"width": width, "backend": label, "batch": batch, "latency_ms": median_ms,
                      "per_layer_us": median_ms * 1e3 / depth, "gflop_per_layer": flops[width] / 1e9,
                      "spread_pct": bench.spread_pct(medians) if len(medians) > 1 else float("nan"),
-                     "pass_medians_ms": [round(m, 5) for m in medians]})
+                     "pass_medians_ms": [round(m, 5) for m in medians], **first_pass_kernel_fields(runs)})
     return rows
+
+
+def first_pass_kernel_fields(runs: Sequence[bench.Measurement]) -> dict:
+    """Kernel time, busy share and regime of the first pass (the one measured under CUPTI), its busy
+    share taken against that same pass's event time."""
+    return bench.kernel_fields(runs[:1])
 
 
 def graph_overhead_rows(rows: Sequence[dict], eager: str, graph: str) -> list[dict]:

@@ -1,7 +1,8 @@
 """Lab 03 (CUDA graphs): the TensorRT path, run only where TensorRT is installed.
 
 An engine built from the MLP's FP16 ONNX, ``execute_async_v3`` against CUDA-graph replay, one
-context (and graph) per shape (:func:`tensorrt_study`), and what the course's
+context (and graph) per shape (:func:`tensorrt_study`; :func:`trtexec_commands` prints the same
+engine as trtexec builds it), and what the course's
 :class:`common.trt.EngineRunner` does with a context's graph when its shapes or profile change
 (:func:`engine_runner_graph_drops`). TensorRT itself keeps no graph: a graph captured around
 ``execute_async_v3`` belongs to the caller, and replaying it after ``set_input_shape`` or a profile
@@ -58,20 +59,42 @@ def engine_runner_graph_drops(runner: Any, shapes: Mapping[str, Sequence[int]],
     return result
 
 
-def tensorrt_study(model: MLP, x: torch.Tensor, onnx_path: Path, *, other_batches: Sequence[int]) -> dict:
-    """The TensorRT path: an engine built from the MLP's FP16 ONNX, enqueue against graph replay,
-    one context (and graph) per shape, and what makes EngineRunner drop a context's graph.
+def engine_config(width: int, batch: int, max_batch: int) -> Any:
+    """The engine's ``BuildConfig``: two identical profiles (batch 1..`max_batch`, opt `batch`), so that a
+    profile change can be shown on its own. Pure configuration: needs no TensorRT."""
+    from common.trt import BuildConfig, batch_profile
 
-    Needs TensorRT and a GPU. The engine has two identical profiles (batch 1..max), so that a
-    profile change can be shown on its own. Returns plain values for the notebook to print.
+    profile = batch_profile("input", (width,), 1, batch, max_batch)
+    return BuildConfig(profiles=(profile, profile))
+
+
+def trtexec_commands(onnx_name: str, width: int, batch: int, max_batch: int) -> list[str]:
+    """The trtexec commands that build the study's engine and time it at `batch` as the study does:
+    with CUDA-graph replay (trtexec 11's default) and with a plain enqueue per inference
+    (``--noCudaGraph``). Printed on any machine: they need no TensorRT here."""
+    from common.trt import trtexec_command
+
+    config = engine_config(width, batch, max_batch)
+    shapes = {"input": (batch, width)}
+    return [trtexec_command(onnx_name, config, shapes=shapes, use_profile=0),
+            trtexec_command(onnx_name, config, shapes=shapes, use_profile=0, cuda_graph=False)]
+
+
+def tensorrt_study(model: MLP, x: torch.Tensor, onnx_path: Path, *, other_batches: Sequence[int],
+                   passes: int = bench.PASSES, warmup_ms: float = 20.0, measure_ms: float = 80.0) -> dict:
+    """The TensorRT path: an engine built from the MLP's FP16 ONNX (:func:`engine_config`), enqueue
+    against graph replay (`passes` interleaved passes; the host time of each call shows what one
+    ``execute_async_v3`` costs the host against one graph launch), one context (and graph) per shape,
+    and what makes EngineRunner drop a context's graph.
+
+    Needs TensorRT and a GPU. Returns plain values for the notebook to print.
     """
     from common import trt as trt_tools
 
     env.require("tensorrt")
     batch, width = x.shape
     batches = [batch, *other_batches]
-    profile = trt_tools.batch_profile("input", (width,), 1, batch, max(batches))
-    build = trt_tools.build_engine(onnx_path, trt_tools.BuildConfig(profiles=(profile, profile)))
+    build = trt_tools.build_engine(onnx_path, engine_config(width, batch, max(batches)))
     runner = trt_tools.EngineRunner(build.engine, num_contexts=len(batches))
     backend = f"TensorRT {trt_tools.version()}"
     result: dict[str, Any] = {"backend": backend, "build_s": build.build_seconds}
@@ -90,8 +113,8 @@ def tensorrt_study(model: MLP, x: torch.Tensor, onnx_path: Path, *, other_batche
             raise checks.VerificationError(f"{backend} disagrees with PyTorch eager: {result}; do not time it")
         timed = {f"{backend} execute_async_v3": Timed(lambda: runner.enqueue(0), stream),
                  f"{backend} CUDA graph replay": Timed(graph.replay, stream)}
-        result["runs"] = bench.measure_interleaved(bench_configs(timed), device="cuda", batch_size=batch,
-                                                   warmup_ms=50.0, measure_ms=200.0)
+        result["runs"] = bench.measure_interleaved(bench_configs(timed), passes=passes, device="cuda",
+                                                   batch_size=batch, warmup_ms=warmup_ms, measure_ms=measure_ms)
         per_shape = []
         for i, b in enumerate(batches[1:], start=1):   # context i serves batch b with its own graph
             xb = example_input(b, width, device="cuda", dtype=x.dtype, seed=3)

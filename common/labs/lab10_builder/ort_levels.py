@@ -51,7 +51,8 @@ class OrtLevelRun:
 
 
 def ort_level_study(onnx_path: str | Path, lab: LabModel, *, levels: Sequence[str] = ORT_LEVELS,
-                    build_repeats: int = 7, passes: int = 2, warmup_ms: float = 50.0, measure_ms: float = 200.0,
+                    build_repeats: int = 7, passes: int = bench.PASSES, warmup_ms: float = 20.0,
+                    measure_ms: float = 80.0,
                     out_dir: str | Path, threads: int | None = None) -> list[OrtLevelRun]:
     """Session build time (`build_repeats` builds per level, interleaved, after one untimed build that
     pays ONNX Runtime's one-off start-up) and run time (`passes` interleaved passes) at each level,
@@ -83,8 +84,9 @@ def ort_level_study(onnx_path: str | Path, lab: LabModel, *, levels: Sequence[st
 
 
 def ort_rows(study: Sequence[OrtLevelRun]) -> list[dict[str, Any]]:
-    """Per level: build ms (median of the repeats), run ms, speed-up over the first level against the
-    run-to-run spread, and the inferences that pay the extra build time back."""
+    """Per level: build ms (median of the repeats), run ms (CPU time: ONNX Runtime runs on the CPU here),
+    speed-up over the first level with its 95% interval over the interleaved passes, and the inferences
+    that pay the extra build time back."""
     base = study[0]
     rows = []
     for run in study:
@@ -96,8 +98,10 @@ def ort_rows(study: Sequence[OrtLevelRun]) -> list[dict[str, Any]]:
             break_even = break_even_inferences(extra_s, base.latency_ms, run.latency_ms)
         else:
             break_even = math.inf
+        lo, hi = cmp.interval
         rows.append({"model": run.model, "level": run.level, "build_ms": run.build_median_s * 1e3,
-                     "latency_ms": run.latency_ms, "speedup": cmp.speedup, "spread_pct": cmp.noise_pct,
+                     "latency_ms": run.latency_ms, "speedup": cmp.speedup, "speedup_lo": lo, "speedup_hi": hi,
+                     "spread_pct": cmp.noise_pct,
                      "verdict": "baseline" if run is base else verdict(cmp), "nodes": sum(run.nodes.values()),
                      "break_even": break_even, "relative_error": run.relative_error})
     return rows

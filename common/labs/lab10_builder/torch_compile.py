@@ -19,12 +19,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from common import bench, checks, compiler
 
+from .kernels_chosen import KernelProfile, profile_kernels, quiet_autotuning, skipped_candidates
 from .models import DTYPE, LabModel, convnet, mlp
 from .tradeoff import SHORT_MODE, break_even_inferences, verdict
+
+#: Per pass: the warm-up and measuring budgets (five interleaved passes of eager and each mode).
+WARMUP_MS, MEASURE_MS = 20.0, 80.0
 
 #: torch.compile modes in order of build effort. max-autotune-no-cudagraphs is max-autotune's kernel
 #: search without CUDA graphs, so that its gain is the kernels' alone; reduce-overhead is default's
@@ -72,6 +76,9 @@ class CompileRun:
     warm_cache: dict[str, int] | None
     relative_error: float
     runs: list[bench.Measurement] = field(default_factory=list)
+    eager_runs: list[bench.Measurement] = field(default_factory=list)   # eager, interleaved with `runs`
+    kernels: KernelProfile | None = None     # what the compiled function runs, slowest first
+    skipped: int = 0                          # autotuning candidates that could not run and were skipped
 
     @property
     def label(self) -> str:
@@ -117,72 +124,81 @@ def _first_calls(call: TensorFn, x: torch.Tensor, calls: int,
 
 
 def compile_and_measure(lab: LabModel, module: nn.Module, x: torch.Tensor, reference: torch.Tensor, mode: str, *,
-                        precision: str, stream: "torch.cuda.Stream | None", warm: bool = True, passes: int = 2,
-                        warmup_ms: float = 50.0, measure_ms: float = 200.0) -> CompileRun:
+                        precision: str, stream: "torch.cuda.Stream | None", warm: bool = True,
+                        passes: int = bench.PASSES, warmup_ms: float = WARMUP_MS,
+                        measure_ms: float = MEASURE_MS) -> CompileRun:
     """Compile `module` in `mode` with a cold Inductor cache, then (if `warm`) again from the warm cache
-    after a Dynamo reset; check each output, then time the last compiled function `passes` times."""
+    after a Dynamo reset; check each output; then time the compiled function and the eager `module` in
+    `passes` interleaved passes, and list the compiled function's kernels.
+
+    Inductor's autotuning output is kept out of the notebook (:func:`~.kernels_chosen.quiet_autotuning`);
+    the candidates it skipped are counted. A compiled function does not outlive its cache folder (the
+    next mode's reset would drop it), so modes are timed one after another, each interleaved with eager.
+    """
     if mode == "reduce-overhead" and stream is None:
         raise ValueError("reduce-overhead replays CUDA graphs: it needs a GPU (pass a torch.cuda.Stream)")
     device = "cuda" if stream is not None else "cpu"
     calls = 3 if mode == "reduce-overhead" else 1   # compile; then warm-up, and recording of the graph
     attempts: list[tuple[float, dict[str, int]]] = []
     errors = []
-    with compiler.fresh_inductor_cache(), torch.inference_mode():
+    name = f"torch.compile ({mode})"
+    with compiler.fresh_inductor_cache(), torch.inference_mode(), quiet_autotuning() as messages:
         for _ in range(2 if warm else 1):
             compiler.reset_compiler_state()
             call = _compiled_call(torch.compile(module, mode=mode), mode)
             before = compiler.cache_counters()
             seconds, y = _first_calls(call, x, calls, stream)
             attempts.append((seconds, _since(before)))
-            errors.append(checks.verify(y, reference, f"torch.compile ({mode}) of {lab.name}", precision=precision))
-        name = f"torch.compile ({mode})"
-        runs = [bench.measure(lambda: call(x), name=name, backend=f"{name}, {device} {precision}", batch_size=lab.batch,
-                              device=device, stream=stream, warmup_ms=warmup_ms, measure_ms=measure_ms)
-                for _ in range(passes)]
+            errors.append(checks.verify(y, reference, f"{name} of {lab.name}", precision=precision))
+        configs = {"eager": {"fn": lambda: module(x), "name": "PyTorch eager"},
+                   mode: {"fn": lambda: call(x), "name": name}}
+        runs = bench.measure_interleaved(configs, passes=passes, backend=f"{device} {precision}", batch_size=lab.batch,
+                                         device=device, stream=stream, warmup_ms=warmup_ms, measure_ms=measure_ms)
+        kernels = profile_kernels(lambda: call(x), label=name, device=device, stream=stream)
     compiler.reset_compiler_state()   # nothing compiled may outlive its (deleted) cache folder
     (cold_s, cold_cache), warm_attempt = attempts[0], (attempts[1] if warm else None)
     return CompileRun(lab.name, mode, cold_s, cold_cache, warm_attempt[0] if warm_attempt else None,
-                      warm_attempt[1] if warm_attempt else None, max(errors), runs)
-
-
-def measure_eager(lab: LabModel, module: nn.Module, x: torch.Tensor, *, precision: str,
-                  stream: "torch.cuda.Stream | None", warmup_ms: float = 50.0,
-                  measure_ms: float = 200.0) -> bench.Measurement:
-    """One pass of the eager module (the no-build baseline)."""
-    device = "cuda" if stream is not None else "cpu"
-    with torch.inference_mode():
-        return bench.measure(lambda: module(x), name="PyTorch eager", backend=f"PyTorch eager, {device} {precision}",
-                             batch_size=lab.batch, device=device, stream=stream, warmup_ms=warmup_ms,
-                             measure_ms=measure_ms)
+                      warm_attempt[1] if warm_attempt else None, max(errors), runs[mode], runs["eager"], kernels,
+                      skipped_candidates(messages))
 
 
 @dataclass
 class CompileStudy:
-    """Eager (one pass before and one after the compiles, so drift shows as its spread) and each mode."""
+    """Each mode with the eager passes interleaved with it, and the eager module's kernels."""
 
     model: str
     precision: str
     eager_error: float
-    eager: list[bench.Measurement]
+    eager: list[bench.Measurement]          # every eager pass of the study (the baseline row)
     modes: list[CompileRun]
+    eager_kernels: KernelProfile | None = None
+
+    def _eager_of(self, run: CompileRun) -> list[bench.Measurement]:
+        return run.eager_runs or self.eager
 
     def rows(self) -> list[dict[str, Any]]:
-        """Per configuration: compile seconds cold and warm, run time, speed-up over eager against
-        the run-to-run spread, and the inferences that pay the cold compile back."""
+        """Per configuration: compile seconds, run time (event) with kernel time, busy share and regime,
+        the speed-up over the eager passes interleaved with it (event time, with its 95% interval; and
+        on kernel time where measured), and the inferences that pay the cold compile back."""
         eager_ms = bench.median_latency_ms(self.eager)
         rows: list[dict[str, Any]] = [{
             "model": self.model, "configuration": "PyTorch eager", "cold_s": 0.0, "warm_s": 0.0,
-            "latency_ms": eager_ms, "speedup": 1.0,
-            "spread_pct": bench.spread_pct(m.latency_ms.median for m in self.eager),
-            "verdict": "baseline", "break_even": 0.0, "relative_error": self.eager_error}]
+            "latency_ms": eager_ms, **bench.kernel_fields(self.eager), "speedup": 1.0, "interval": "",
+            "kernel_speedup": 1.0, "verdict": "baseline", "break_even": 0.0, "relative_error": self.eager_error}]
         for run in self.modes:
-            cmp = bench.compare(self.eager, run.runs)
+            eager = self._eager_of(run)
+            cmp = bench.compare(eager, run.runs)
+            on_kernel = kernel_comparison(eager, run.runs)
+            lo, hi = cmp.interval
             rows.append({
                 "model": self.model, "configuration": run.label, "cold_s": run.cold_s,
                 "warm_s": float("nan") if run.warm_s is None else run.warm_s, "latency_ms": run.latency_ms,
-                "speedup": cmp.speedup, "spread_pct": cmp.noise_pct, "verdict": verdict(cmp),
-                "break_even": break_even_inferences(run.cold_s, eager_ms, run.latency_ms) if cmp.significant
-                else math.inf, "relative_error": run.relative_error})
+                **bench.kernel_fields(run.runs), "speedup": cmp.speedup,
+                "interval": "" if math.isnan(lo) else f"{lo:.2f}-{hi:.2f}",
+                "kernel_speedup": on_kernel.speedup if on_kernel is not None else float("nan"),
+                "verdict": verdict(cmp),
+                "break_even": break_even_inferences(run.cold_s, bench.median_latency_ms(eager), run.latency_ms)
+                if cmp.significant else math.inf, "relative_error": run.relative_error})
         return rows
 
     def run(self, mode: str) -> CompileRun:
@@ -191,16 +207,45 @@ class CompileStudy:
                 return r
         raise KeyError(f"{self.model}: no torch.compile ({mode}) in this study; modes: {[r.mode for r in self.modes]}")
 
-    def compare(self, mode_a: str, mode_b: str) -> bench.Comparison:
-        """`mode_b` against `mode_a` ("eager" names the eager runs)."""
-        runs = {"eager": self.eager, **{r.mode: r.runs for r in self.modes}}
-        return bench.compare(runs[mode_a], runs[mode_b])
+    def runs_of(self, mode: str) -> list[bench.Measurement]:
+        """The runs of `mode` ("eager" names every eager pass)."""
+        return self.eager if mode == "eager" else self.run(mode).runs
+
+    def compare(self, mode_a: str, mode_b: str, on: str = "event") -> bench.Comparison:
+        """`mode_b` against `mode_a` ("eager" names the eager runs interleaved with `mode_b`, or all of
+        them), on event, kernel or host time."""
+        runs_a = self._eager_of(self.run(mode_b)) if mode_a == "eager" else self.runs_of(mode_a)
+        return bench.compare(runs_a, self.runs_of(mode_b), on=on)
+
+    def on_device(self, mode_a: str, mode_b: str) -> bench.Comparison:
+        """`mode_b` against `mode_a` on kernel time where measured (a device effect), else on event time."""
+        runs_a = self._eager_of(self.run(mode_b)) if mode_a == "eager" else self.runs_of(mode_a)
+        return device_comparison(runs_a, self.runs_of(mode_b))
+
+    def kernel_profiles(self) -> list[KernelProfile]:
+        """Eager's kernels, then each mode's, where profiled."""
+        profiles = [self.eager_kernels] + [r.kernels for r in self.modes]
+        return [p for p in profiles if p is not None]
+
+
+def kernel_comparison(runs_a: list[bench.Measurement], runs_b: list[bench.Measurement]) -> bench.Comparison | None:
+    """B against A on kernel time where both carry it (a GPU with CUPTI), else None."""
+    if all(not math.isnan(m.kernel_ms) for m in (*runs_a, *runs_b)) and runs_a and runs_b:
+        return bench.compare(runs_a, runs_b, on="kernel")
+    return None
+
+
+def device_comparison(runs_a: list[bench.Measurement], runs_b: list[bench.Measurement]) -> bench.Comparison:
+    """B against A on kernel time where both carry it, else on event time (a CPU; CUPTI unavailable):
+    the comparison says which (its ``on``)."""
+    return kernel_comparison(runs_a, runs_b) or bench.compare(runs_a, runs_b)
 
 
 def compile_study(lab: LabModel, modes: Sequence[str], *, device: str, precision: str, warm_modes: Sequence[str] = (),
-                  passes: int = 2, warmup_ms: float = 50.0, measure_ms: float = 200.0,
+                  passes: int = bench.PASSES, warmup_ms: float = WARMUP_MS, measure_ms: float = MEASURE_MS,
                   progress: bool = True) -> CompileStudy:
-    """Eager, then every mode in `modes` (cold compile; also warm for those in `warm_modes`), then eager again."""
+    """Every mode in `modes` (cold compile; also warm for those in `warm_modes`), each timed in
+    interleaved passes with eager; and the eager module's kernels."""
     stream = torch.cuda.Stream() if device == "cuda" else None
     module = lab.on(device, precision)
     x = lab.example(device, DTYPE[precision])
@@ -210,14 +255,12 @@ def compile_study(lab: LabModel, modes: Sequence[str], *, device: str, precision
     if stream is not None:
         stream.synchronize()
     eager_error = checks.verify(eager_out, reference, f"eager {lab.name}", precision=precision)
-    eager = [measure_eager(lab, module, x, precision=precision, stream=stream, warmup_ms=warmup_ms,
-                           measure_ms=measure_ms)]
+    eager_kernels = profile_kernels(lambda: module(x), label="PyTorch eager", device=device, stream=stream)
     runs = [compile_and_measure(lab, module, x, reference, mode, precision=precision, stream=stream,
                                 warm=mode in warm_modes, passes=passes, warmup_ms=warmup_ms, measure_ms=measure_ms)
-            for mode in tqdm(modes, desc=f"torch.compile {lab.name}", disable=not progress, mininterval=2.0)]
-    eager.append(measure_eager(lab, module, x, precision=precision, stream=stream, warmup_ms=warmup_ms,
-                               measure_ms=measure_ms))
-    return CompileStudy(lab.name, precision, eager_error, eager, runs)
+            for mode in tqdm(modes, desc=f"torch.compile {lab.name}", disable=not progress, leave=False)]
+    eager = [m for r in runs for m in r.eager_runs]
+    return CompileStudy(lab.name, precision, eager_error, eager, runs, eager_kernels)
 
 
 def cache_rows(studies: Mapping[str, CompileStudy]) -> list[dict[str, Any]]:

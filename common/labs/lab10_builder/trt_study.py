@@ -14,12 +14,14 @@ import dataclasses
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from common import bench, checks, env
 from common.trt import (BuildConfig, BuildLog, EngineRunner, Profile, batch_profile, build_engine, cache_key,
-                        inspect_engine)
+                        inspect_engine, trtexec_command)
 from common.trt.tactics import force_tactic, parse_autotuning_log, timing_cache_entries
+
+from .models import lab_model, sizes
 
 if TYPE_CHECKING:
     import torch
@@ -38,13 +40,18 @@ KNOB_VALUES: dict[str, list[Any]] = {
 
 # -- build, check, measure ---------------------------------------------------------------------------
 
-def static_profile(x: "torch.Tensor", input_name: str = "input") -> Profile:
-    """A profile whose min = opt = max is `x`'s shape: each engine is tuned for exactly this batch."""
-    batch = int(x.shape[0])
-    return batch_profile(input_name, tuple(int(d) for d in x.shape[1:]), batch, batch, batch)
+#: Per interleaved pass of the engines: warm-up and measuring budgets (bench.PASSES passes).
+WARMUP_MS, MEASURE_MS = 20.0, 60.0
 
 
-def static_config(x: "torch.Tensor", input_name: str = "input") -> BuildConfig:
+def static_profile(x: "torch.Tensor | Sequence[int]", input_name: str = "input") -> Profile:
+    """A profile whose min = opt = max is `x`'s shape (a tensor or the shape itself): each engine is
+    tuned for exactly this batch."""
+    shape = tuple(int(d) for d in (x.shape if hasattr(x, "shape") else x))
+    return batch_profile(input_name, shape[1:], shape[0], shape[0], shape[0])
+
+
+def static_config(x: "torch.Tensor | Sequence[int]", input_name: str = "input") -> BuildConfig:
     """TensorRT's default build settings with :func:`static_profile` for `x`."""
     return BuildConfig(profiles=(static_profile(x, input_name),))
 
@@ -95,8 +102,8 @@ def build_checked(onnx_path: str | Path, config: BuildConfig, x: "torch.Tensor",
     return result, runner
 
 
-def measure_engines(engines: Sequence[tuple[EngineResult, EngineRunner]], *, batch_size: int, passes: int = 2,
-                    warmup_ms: float = 50.0, measure_ms: float = 150.0) -> None:
+def measure_engines(engines: Sequence[tuple[EngineResult, EngineRunner]], *, batch_size: int,
+                    passes: int = bench.PASSES, warmup_ms: float = WARMUP_MS, measure_ms: float = MEASURE_MS) -> None:
     """Time every engine in `passes` interleaved passes (fills each result's `runs`), then close the runners."""
     try:
         timing = {result.label: {"fn": runner.enqueue, "name": f"{result.model} {result.label}",
@@ -112,16 +119,17 @@ def measure_engines(engines: Sequence[tuple[EngineResult, EngineRunner]], *, bat
 
 
 def build_and_measure(onnx_path: str | Path, configs: dict[str, BuildConfig], x: "torch.Tensor",
-                      reference: "torch.Tensor", *, model: str, passes: int = 2, warmup_ms: float = 50.0,
-                      measure_ms: float = 150.0, progress: bool = True, **build_kwargs: Any) -> list[EngineResult]:
+                      reference: "torch.Tensor", *, model: str, passes: int = bench.PASSES,
+                      warmup_ms: float = WARMUP_MS, measure_ms: float = MEASURE_MS, progress: bool = True,
+                      **build_kwargs: Any) -> list[EngineResult]:
     """One checked engine per labelled config, then all of them timed in interleaved passes; in the
     order of `configs`. `build_kwargs` go to :func:`build_checked` (input_name, precision, verbose)."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     engines: list[tuple[EngineResult, EngineRunner]] = []
     try:
         for label, config in tqdm(configs.items(), desc=f"TensorRT builds, {model}", disable=not progress,
-                                  mininterval=2.0):
+                                  leave=False):
             engines.append(build_checked(onnx_path, config, x, reference, model=model, label=label, **build_kwargs))
     except BaseException:
         for _, runner in engines:
@@ -144,7 +152,7 @@ def knob_configs(base: BuildConfig, knob: str, values: Sequence[Any]) -> dict[st
 # -- the timing cache --------------------------------------------------------------------------------
 
 def timing_cache_study(onnx_path: str | Path, base: BuildConfig, cache_file: str | Path, x: "torch.Tensor",
-                       reference: "torch.Tensor", *, model: str, passes: int = 2,
+                       reference: "torch.Tensor", *, model: str, passes: int = bench.PASSES,
                        **build_kwargs: Any) -> dict[str, Any]:
     """A cold build (the cache file removed first), then a warm one from the file the cold build
     wrote; both engines timed together. Also how many entries the cold build recorded."""
@@ -208,7 +216,7 @@ def cache_key_checks(onnx_paths: Mapping[str, str | Path], sample_shape: Sequenc
 # -- the editable timing cache ------------------------------------------------------------------------
 
 def editable_cache_study(onnx_path: str | Path, base: BuildConfig, cache_file: str | Path, x: "torch.Tensor",
-                         reference: "torch.Tensor", *, model: str, passes: int = 2,
+                         reference: "torch.Tensor", *, model: str, passes: int = bench.PASSES,
                          **build_kwargs: Any) -> dict[str, Any]:
     """Build with EDITABLE_TIMING_CACHE and a VERBOSE log, read what each op chose, force the fastest
     other tactic on the first op that has one, rebuild, and check that the engine now runs it.
@@ -244,7 +252,7 @@ def editable_cache_study(onnx_path: str | Path, base: BuildConfig, cache_file: s
         raise
     measure_engines(engines, batch_size=int(x.shape[0]), passes=passes)
     if study["forced"] is not None:
-        study["comparison"] = bench.compare(original.runs, study["forced"].runs)
+        study["comparison"] = bench.compare(original.runs, study["forced"].runs, on="kernel")
     return study
 
 
@@ -257,3 +265,56 @@ class TensorRTResults:
     reuse: dict[str, Any]                        # :func:`reuse_study` on the deeper MLP
     editable: dict[str, Any]                     # :func:`editable_cache_study`
     knobs: dict[str, list[EngineResult]]         # per knob of :data:`KNOB_VALUES`, on the CNN
+
+
+# -- the trtexec commands -------------------------------------------------------------------------------
+
+def _portable(config: BuildConfig) -> BuildConfig:
+    """`config` with its timing cache named by file name only: a command that runs in the folder
+    holding the ONNX and the cache, on any machine."""
+    if config.timing_cache_path is None:
+        return config
+    return dataclasses.replace(config, timing_cache_path=Path(config.timing_cache_path).name)
+
+
+def trtexec_lines(onnx_path: str | Path, labelled: Iterable[tuple[str, BuildConfig]]) -> list[str]:
+    """"label: trtexec ..." for each (label, BuildConfig) built from `onnx_path`: the command that builds
+    the same engine and times it (settings trtexec has no option for are listed after a #)."""
+    onnx_name = Path(onnx_path).name
+    return [f"{label}: {trtexec_command(onnx_name, _portable(config), strict=False)}" for label, config in labelled]
+
+
+def engine_trtexec(onnx_path: str | Path, results: Iterable[EngineResult]) -> list[str]:
+    """:func:`trtexec_lines` for engines the study built (each with the config it was built with)."""
+    return trtexec_lines(onnx_path, ((r.label, r.config) for r in results))
+
+
+def planned_trtexec(scale: str) -> dict[str, list[str]]:
+    """Every engine the TensorRT branch builds, as trtexec commands, by section: what this lab would
+    build with TensorRT here (the ONNX files are the FP16 exports the branch writes, named as it names
+    them; timing caches by file name). Needs no TensorRT."""
+    shapes = {name: (m.batch, *m.sample_shape) for name in ("mlp", "convnet") for m in [lab_model(name, scale)]}
+    onnx = {name: f"{name}_{scale}_fp16.onnx" for name in shapes}
+    base = {name: static_config(shape) for name, shape in shapes.items()}
+
+    def cached(name: str, file: str, flags: frozenset[str] = frozenset()) -> BuildConfig:
+        return dataclasses.replace(base[name], timing_cache_path=file, extra_flags=base[name].extra_flags | flags)
+
+    deep = lab_model("mlp", scale, depth=2 * sizes("mlp", scale)["depth"])
+    deep_config = static_config((deep.batch, *deep.sample_shape))
+    sections = {
+        "builder_optimization_level 0-5": [line for name in shapes for line in trtexec_lines(
+            onnx[name], ((f"{name} {label}", c) for label, c in
+                         knob_configs(base[name], "builder_optimization_level", range(6)).items()))],
+        "timing cache, cold then warm (run each command twice)": [line for name in shapes for line in trtexec_lines(
+            onnx[name], [(name, cached(name, f"{name}.timing-cache"))])],
+        "another model's timing cache (a copy of the MLP's)": trtexec_lines(
+            f"mlp_deep_{scale}_fp16.onnx", [("empty timing cache", dataclasses.replace(
+                deep_config, timing_cache_path="empty.timing-cache")), ("another model's timing cache",
+                dataclasses.replace(deep_config, timing_cache_path="reused.timing-cache"))]),
+        "editable timing cache": trtexec_lines(onnx["mlp"], [("builder's choice", cached(
+            "mlp", "mlp.editable.timing-cache", frozenset({"EDITABLE_TIMING_CACHE"})))]),
+        "tactic knobs (convnet)": [line for knob, values in KNOB_VALUES.items() for line in trtexec_lines(
+            onnx["convnet"], knob_configs(base["convnet"], knob, values).items())],
+    }
+    return sections
