@@ -6,8 +6,10 @@ time is taken apart with ``perf_counter_ns``. Warm-up runs for a time budget, th
 iterations fill a measuring budget; results are medians with p10/p90/p99. On a CPU the same
 statistics come from ``perf_counter_ns`` around each call.
 
-After the event-timed loop a short second pass runs under CUPTI (``torch.profiler`` with CUDA
-activities) and reads the GPU's own busy time per iteration: ``kernel_ms`` is the union of the
+Each timed loop sits in an NVTX range named after the measurement, so an Nsight Systems trace of a
+lab shows where every figure came from. After the event-timed loop a short second pass runs under
+CUPTI (``torch.profiler`` with CUDA activities), its iterations back to back as in the timed loop,
+and reads the GPU's own busy time per iteration: ``kernel_ms`` is the union of the
 intervals of every kernel, memory copy and memset the iteration put on the device (work overlapping on
 several streams counts once), ``kernel_sum_ms`` their plain sum. ``gpu_busy = kernel_ms / event_ms``
 names the regime a figure was measured in: device-bound (busy >= 0.8), host-bound (< 0.5) or mixed.
@@ -336,6 +338,11 @@ def _iterations(per_iter_ms: float, measure_ms: float, min_iters: int, max_iters
     return int(min(max_iters, max(min_iters, math.ceil(measure_ms / per_iter_ms))))
 
 
+def nvtx_label(name: str, backend: str, batch_size: int) -> str:
+    """The NVTX range around a timed loop: "bench: <name> [<backend>] batch <n>"."""
+    return f"bench: {name or 'unnamed'}" + (f" [{backend}]" if backend else "") + f" batch {batch_size}"
+
+
 def _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms, min_iters, max_iters, extra):
     import torch
 
@@ -354,7 +361,8 @@ def _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms, 
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
         host_ns = [0] * iters
-        with _gc_paused():
+        # An NVTX range named after the measurement: an Nsight Systems trace shows each timed loop.
+        with _gc_paused(), torch.cuda.nvtx.range(nvtx_label(name, backend, batch_size)):
             wall0 = time.perf_counter_ns()
             for i in range(iters):
                 t0 = time.perf_counter_ns()

@@ -157,3 +157,8 @@ def test_compare_on_kernel_or_host_time():
         bench.compare(a, b, on="wall")
     with pytest.raises(ValueError, match="no kernel time"):
         bench.compare(_passes("a", [1.0, 1.0]), _passes("b", [1.0, 1.0]), on="kernel")
+
+
+def test_nvtx_range_names_the_measurement():
+    assert bench.nvtx_label("resnet50", "PyTorch eager", 8) == "bench: resnet50 [PyTorch eager] batch 8"
+    assert bench.nvtx_label("", "", 1) == "bench: unnamed batch 1"

@@ -474,28 +474,30 @@ def test_compile_claims_on_a_cpu():
     assert "judged on event time" in by["search_gain"].why
 
 
-def _ort_row(model, level, speedup, verdict, build_ms, break_even, spread=2.0):
-    return {"model": model, "level": level, "speedup": speedup, "verdict": verdict, "spread_pct": spread,
-            "build_ms": build_ms, "break_even": break_even}
+def _ort_row(model, level, speedup, verdict, build_ms, break_even, interval=None):
+    lo, hi = interval or (speedup * 0.98, speedup * 1.02)
+    return {"model": model, "level": level, "speedup": speedup, "speedup_lo": lo, "speedup_hi": hi,
+            "verdict": verdict, "build_ms": build_ms, "break_even": break_even}
 
 
-def test_ort_claims_hold_and_fail():
+def test_ort_claims_hold_fail_and_inconclusive():
     good = [_ort_row("convnet", "ORT_DISABLE_ALL", 1.0, "baseline", 20.0, 0.0),
             _ort_row("convnet", "ORT_ENABLE_ALL", 1.8, "faster", 40.0, 250.0),
             _ort_row("mlp", "ORT_ENABLE_EXTENDED", 1.3, "faster", 30.0, 10.0)]
     claims = lab.ort_claims(good).claims
     assert [c.status for c in claims] == [report.HOLDS] * 4
-    assert [c.measured for c in claims] == ["1.80x", "1.30x", "40.0 ms", "250 inferences"]
-    assert claims[0].why == "spread 2.0%"
-    bad = [_ort_row("convnet", "ORT_ENABLE_ALL", 1.01, "noise", 1500.0, math.inf, spread=5.0),
+    assert [c.measured for c in claims] == ["1.80x [1.76, 1.84]", "1.30x [1.27, 1.33]", "40.0 ms", "250 inferences"]
+    assert claims[0].why == "CPU time, interleaved passes"
+    bad = [_ort_row("convnet", "ORT_ENABLE_ALL", 1.01, "noise", 1500.0, math.inf, interval=(0.9, 1.1)),
            _ort_row("mlp", "ORT_ENABLE_EXTENDED", 0.9, "slower", 30.0, math.inf)]
     claims = lab.ort_claims(bad).claims
-    assert [c.status for c in claims] == [report.FAILS] * 4
-    assert [c.measured for c in claims] == ["1.01x", "0.90x", "1500.0 ms", "inf inferences"]
+    assert [c.status for c in claims] == [report.INCONCLUSIVE] + [report.FAILS] * 3
+    assert [c.measured for c in claims] == ["1.01x [0.90, 1.10]", "0.90x [0.88, 0.92]", "1500.0 ms", "inf inferences"]
+    assert claims[3].why == "no speed-up outside the noise: it never pays back"
 
 
 def _engine(model, label, config, build_s, medians):
-    return lab.EngineResult(model, label, config, build_s, 2**20, 1e-3, runs=_runs(label, *medians))
+    return lab.EngineResult(model, label, config, build_s, 2**20, 1e-3, runs=_gpu_runs(label, *medians))
 
 
 def _trt_results(*, level0, level5_build, level4, warm_build, reuse_build, forced, knob_builds):
@@ -516,7 +518,8 @@ def _trt_results(*, level0, level5_build, level4, warm_build, reuse_build, force
         in_engine, forced_medians = forced
         editable = {"forced": object(), "forced_kernel_in_engine": in_engine,
                     "tactic": tactics.Tactic("0x1", "sm90_xmma_gemm_f16f16_f32_tn_n_tilesize128x128x64_stage3", 0.1),
-                    "comparison": bench.compare(_runs("chosen", 1.0, 1.01), _runs("forced", *forced_medians))}
+                    "comparison": bench.compare(_gpu_runs("chosen", 1.0, 1.01), _gpu_runs("forced", *forced_medians),
+                                                on="kernel")}
     knobs = {name: [_engine("convnet", label, config, knob_builds[name][i], (1.0, 1.01))
                     for i, (label, config) in enumerate(lab.knob_configs(base, name, values).items())]
              for name, values in lab.KNOB_VALUES.items()}
@@ -538,21 +541,33 @@ def test_tensorrt_claims_hold():
         lab.TRT_CLAIMS[k] for k in ("avg_timing", "tiling", "max_tactics", "jit")]
     assert all(c.status == report.HOLDS for c in claims), [(c.claim, c.measured) for c in claims]
     assert [c.measured for c in claims] == [
-        "10.0x (smaller of the two)", "2.00x of level 3 (smaller)", "2.0% at most", "4.0x (smaller of the two)",
-        "2.0x", "1", "0.83x (forced vs chosen)", "3.00x build time", "4.00x build time", "4.00x build time",
+        "10.0x (smaller of the two)", "0.50x [0.50, 0.51]", "0.99x [0.98, 0.99]", "4.0x (smaller of the two)",
+        "2.0x", "1", "0.83x [0.83, 0.84]", "3.00x build time", "4.00x build time", "4.00x build time",
         "2.00x build time"]
     by = _by_claim(lab.tensorrt_claims(results))
     assert by[lab.TRT_CLAIMS["reuse"]].why == "12 entries reused"
-    assert by[lab.TRT_CLAIMS["editable"]].why == "sm90_xmma_gemm_f16f16_f32_tn_n_tilesize128x128x6"   # 48 characters
+    assert by[lab.TRT_CLAIMS["editable"]].why == "sm90_xmma_gemm_f16f16_f32_tn_n_tilesize128x128x64_stage3"
     assert by[lab.TRT_CLAIMS["jit"]].why == "3.0 s -> 6.0 s"
+    assert "judged on kernel time" in by[lab.TRT_CLAIMS["level0_slow"]].why
+    assert by[lab.TRT_CLAIMS["levels_build"]].why == "mlp: level 0 1.0 s, level 5 10.0 s"
 
 
 def test_tensorrt_claims_fail():
-    results = _trt_results(level0=(1.0, 1.01), level5_build=0.5, level4=(1.5, 1.51), warm_build=5.0,
+    results = _trt_results(level0=(0.5, 0.505), level5_build=0.5, level4=(0.5, 0.505), warm_build=5.0,
                            reuse_build=5.0, forced=(False, (0.5, 0.505)), knob_builds=REVERSED_KNOB_BUILDS)
     claims = lab.tensorrt_claims(results).claims
     assert all(c.status == report.FAILS for c in claims), [(c.claim, c.measured) for c in claims if c.status != report.FAILS]
-    assert claims[2].measured == "33.2% at most" and claims[6].measured == "2.00x (forced vs chosen)"
+    assert all(c.why for c in claims)
+    assert claims[2].measured == "2.00x [1.98, 2.02]" and claims[6].measured == "2.00x [1.98, 2.02]"
+
+
+def test_tensorrt_claims_inconclusive_inside_the_noise():
+    results = _trt_results(level0=(0.8, 1.3), level5_build=10.0, level4=(0.9, 1.2), warm_build=1.0,
+                           reuse_build=2.0, forced=(True, (0.8, 1.3)), knob_builds=EXPECTED_KNOB_BUILDS)
+    by = _by_claim(lab.tensorrt_claims(results))
+    for key in ("level0_slow", "levels_flat", "builder_choice"):
+        assert by[lab.TRT_CLAIMS[key]].status == report.INCONCLUSIVE, key
+        assert "straddles" in by[lab.TRT_CLAIMS[key]].why
 
 
 def test_tensorrt_claims_without_a_second_tactic_or_without_tensorrt():
@@ -576,8 +591,8 @@ def test_claims_add_every_section_to_one_report_in_order():
             _ort_row("mlp", "ORT_ENABLE_EXTENDED", 1.3, "faster", 30.0, 10.0)]
     given = report.LabReport("10_builder")
     result = lab.claims(studies, rows, None, given)
-    assert result is given and len(result.claims) == 7 + 4 + len(lab.TRT_CLAIMS)
-    assert result.claims[7].claim.startswith("ONNX Runtime ORT_ENABLE_ALL")
+    assert result is given and len(result.claims) == 8 + 4 + len(lab.TRT_CLAIMS)
+    assert result.claims[8].claim.startswith("ONNX Runtime ORT_ENABLE_ALL")
     assert result.claims[-1].status == report.NOT_APPLICABLE
 
 
