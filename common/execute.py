@@ -346,6 +346,8 @@ def _clear_results(lab: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # Nobody watches a headless run's progress bars: the executed notebooks keep no bar residue.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     if args.scale:
         os.environ["TRTLABS_SCALE"] = args.scale   # inherited by every kernel started below
     notebooks, out_dir, budget_s = _check(args, parser)

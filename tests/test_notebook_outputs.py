@@ -78,3 +78,48 @@ def test_no_committed_output_exceeds_100_percent_of_a_ceiling(path):
             pytest.xfail(f"{path.name} awaits its re-run: " + "; ".join(offending))
         pytest.fail(f"{path.name} no longer shows a figure above 100%: remove it from AWAITING_RERUN")
     assert not offending, f"{path.name} shows figures above 100% of a ceiling:\n" + "\n".join(offending)
+
+
+#: What a committed output must not show on stderr: a traceback, a library's log line or a dump.
+_LOG_LINE = re.compile(r"Traceback \(most recent call last\)|^[EWIF]\d{4} \d\d:\d\d|^\[\w+\] (WARNING|ERROR)|"
+                       r"^(WARNING|ERROR|CRITICAL):|AUTOTUNE |\d+%\|.*\| \d+/\d+", re.M)
+
+
+#: Notebooks whose committed outputs predate clean headless runs (progress bars, library logs on
+#: stderr): expected to fail until executed again on the GPU machine. Empty it after that run.
+AWAITING_RERUN_STDERR = {"01_batching.ipynb", "03_cuda_graphs.ipynb", "07_matmul_tensor_cores.ipynb", "08_low_precision.ipynb",
+                        "09_sparsity.ipynb", "10_builder.ipynb"}
+
+
+def stderr_problems(nb: dict) -> list[str]:
+    """(cell, first offending line) of every stderr output or error that reads as a crash or a log dump."""
+    found = []
+    for i, cell in enumerate(nb["cells"]):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                found.append(f"cell {i}: error {out.get('ename')}: {out.get('evalue', '')[:120]}")
+            elif out.get("name") == "stderr":
+                match = _LOG_LINE.search("".join(out.get("text", "")))
+                if match:
+                    found.append(f"cell {i}: {_line_of(''.join(out['text']), match.start())[:160]!r}")
+    return found
+
+
+def test_the_stderr_scanner_finds_tracebacks_logs_and_progress_bars():
+    def nb(text):
+        return {"cells": [{"outputs": [{"output_type": "stream", "name": "stderr", "text": text}]}]}
+
+    assert stderr_problems(nb("Traceback (most recent call last):\n  File x"))
+    assert stderr_problems(nb("E1124 09:55:30.73 select_algorithm.py] Runtime error during autotuning"))
+    assert stderr_problems(nb("[IPKernelApp] WARNING | Kernel is running over TCP"))
+    assert stderr_problems(nb("AUTOTUNE addmm(2048x2048, 2048x2048)"))
+    assert stderr_problems(nb("sweep:  50%|█████     | 2/4 [00:03<00:03,  1.88s/it]"))
+    assert not stderr_problems(nb("")) and not stderr_problems({"cells": [{"outputs": []}]})
+
+
+@pytest.mark.parametrize("path", sorted(LABS.glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_committed_outputs_carry_no_traceback_log_dump_or_progress_residue(path):
+    problems = stderr_problems(json.loads(path.read_text()))
+    if path.name in AWAITING_RERUN_STDERR:
+        pytest.xfail(f"committed outputs predate the clean-output run: {problems[:2]}")
+    assert not problems, f"{path.name}: {problems[:5]}"

@@ -118,7 +118,10 @@ def test_roofline_on_this_machine_reads_shares_of_the_ceilings():
     assert got.device == "cpu" and got.matmul_shape == (64, 64, 64) and 0 < got.add_pct_of_copy < 100
     assert 0 < got.matmul_pct < 100 and got.regimes == {"add": "cpu", "matmul": "cpu"}
     assert [r["operation"] for r in got.rows()] == ["elementwise add (memory-bound)", "matmul fp32 64x64x64 (compute-bound)"]
-    assert got.rows()[1]["rate"].endswith(" GFLOP/s")
+    assert got.rows()[1]["rate"].endswith(" GFLOP/s") and got.notes == ()
+    ceil.copy_gbps = 1e-3   # a ceiling measured under heavy load: the add reads 100% and says why
+    stale = lab.roofline(ceil, add_elements=1 << 16, matmul_n=64, warmup_ms=5, measure_ms=20)
+    assert stale.add_pct_of_copy == 100.0 and stale.notes[0].startswith("copy: ") and "refresh=True" in stale.notes[0]
 
 
 def overhead(measure_ms, bare_ms, work="a near-empty kernel"):

@@ -4,8 +4,8 @@ levels, the TensorRT study's orchestration with its TensorRT calls replaced, the
 timing-cache plumbing that needs no TensorRT (common.trt.tactics), and every branch of the claims
 (holds, does not hold, inconclusive, not applicable). GPU tests need a CUDA GPU."""
 
+import dataclasses
 import logging
-
 import math
 import os
 

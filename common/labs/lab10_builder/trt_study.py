@@ -22,6 +22,7 @@ from common.trt import (BuildConfig, BuildLog, EngineRunner, Profile, batch_prof
 from common.trt.tactics import force_tactic, parse_autotuning_log, timing_cache_entries
 
 from .models import lab_model, sizes
+from .torch_compile import device_comparison
 
 if TYPE_CHECKING:
     import torch
@@ -252,7 +253,7 @@ def editable_cache_study(onnx_path: str | Path, base: BuildConfig, cache_file: s
         raise
     measure_engines(engines, batch_size=int(x.shape[0]), passes=passes)
     if study["forced"] is not None:
-        study["comparison"] = bench.compare(original.runs, study["forced"].runs, on="kernel")
+        study["comparison"] = device_comparison(original.runs, study["forced"].runs)
     return study
 
 
