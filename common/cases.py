@@ -4,8 +4,8 @@ Introduced in lab 07 (MatMul alignment) and used by labs 08 (precision), 09 (spa
 (builder): a :class:`Case` is one operation to time (`fn` enqueues it, `flops` counts it), checked
 against an FP32 reference with :func:`checked` before it is timed; :func:`measure_cases` times a list
 of them in interleaved passes; :func:`result_rows` turns the timings into TFLOP/s and a share of the
-machine's measured matrix ceiling. :func:`gemm_case` and :func:`fp8_case` are the plain matrix
-products labs 07 and 08 time.
+machine's measured matrix ceiling. :func:`gemm_case`, :func:`fp8_case` and :func:`int8_case` are the
+plain matrix products labs 07 and 08 time.
 """
 
 from __future__ import annotations
@@ -117,6 +117,23 @@ def fp8_case(m: int, k: int, n: int, *, device: str, seed: int = 0) -> Case:
     return checked(case, run(), reference)
 
 
+def int8_case(m: int, k: int, n: int, *, device: str, seed: int = 0) -> Case:
+    """An INT8 GEMM through ``torch._int_mm`` (INT32 out; B column-major, as its kernels take it),
+    checked exact on its first rows. ``torch._int_mm`` refuses some shapes (on a GPU: K or N not a
+    multiple of 8, M of 16 or less): the RuntimeError is left to the caller, as for FP8."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    a = torch.randint(-127, 128, (m, k), generator=gen, dtype=torch.int8, device=device)
+    b = torch.randint(-127, 128, (n, k), generator=gen, dtype=torch.int8, device=device).t()
+    run = lambda: torch._int_mm(a, b)  # noqa: E731
+    rows = min(m, 32)
+    exact = (a[:rows].double() @ b.double()).round().to(torch.int64)
+    case = Case(f"int8 {m}x{k}x{n}", "int8", run, 2 * m * k * n, params={"m": m, "k": k, "n": n})
+    case.error = float((run()[:rows].to(torch.int64) != exact).any())
+    if case.error:
+        raise checks.VerificationError(f"{case.label}: torch._int_mm differs from the exact product: do not time it")
+    return case
+
+
 def measure_cases(cases: Sequence[Case], *, device: str, passes: int = 2, warmup_ms: float = 40.0,
                   measure_ms: float = 60.0, progress: bool = True, desc: str = "cases") -> dict[str, list[bench.Measurement]]:
     """Time every case in `passes` interleaved passes (so that drift hits all cases alike)."""
@@ -124,7 +141,7 @@ def measure_cases(cases: Sequence[Case], *, device: str, passes: int = 2, warmup
     runs: dict[str, list[bench.Measurement]] = {c.label: [] for c in cases}
     steps = [c for _ in range(passes) for c in cases]
     try:
-        for case in tqdm(steps, desc=desc, disable=not progress, mininterval=2.0):
+        for case in tqdm(steps, desc=desc, disable=not progress, mininterval=2.0, leave=False):
             runs[case.label].append(bench.measure(case.fn, name=case.label, backend=f"PyTorch {case.precision}",
                                                   device=device, stream=stream, warmup_ms=warmup_ms,
                                                   measure_ms=measure_ms))

@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from . import bench
 from .runners import Runner

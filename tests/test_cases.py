@@ -66,3 +66,17 @@ def test_fp16_cases_on_gpu():
                     reason="needs FP8 tensor cores (compute capability 8.9+)")
 def test_fp8_case_on_gpu():
     assert cases.fp8_case(64, 64, 64, device="cuda").error <= checks.tolerance("fp8", "op")
+
+
+def test_int8_case_is_exact_and_counts_flops():
+    case = cases.int8_case(32, 64, 16, device="cpu")
+    assert case.precision == "int8" and case.flops == 2 * 32 * 64 * 16 and case.error == 0.0
+    out = case.fn()
+    assert out.dtype == torch.int32 and out.shape == (32, 16)
+
+
+@needs_gpu
+def test_int8_case_is_refused_where_torch_int_mm_needs_a_multiple_of_8():
+    assert cases.int8_case(64, 128, 64, device="cuda").error == 0.0
+    with pytest.raises(RuntimeError):
+        cases.int8_case(64, 124, 64, device="cuda")

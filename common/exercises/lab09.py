@@ -1,5 +1,5 @@
 """Lab 09 (2:4 structured sparsity) exercises: the pattern checker, magnitude pruning to 2:4, and where
-sparse kernels break even."""
+the sparse kernel's crossover."""
 
 from __future__ import annotations
 
@@ -69,13 +69,13 @@ def _check_prune(fn) -> str | None:
     return None
 
 
-def _check_break_even(fn) -> str | None:
+def _check_crossover(fn) -> str | None:
     def rows(points):
         return [{"gflop": g, "speedup": s} for g, s in points]
 
     cases = [
         ([(1, 0.5), (10, 0.9), (100, 1.1), (1000, 1.2)], 100.0),
-        ([(1, 0.5), (10, 1.05), (100, 0.95), (1000, 1.2)], 1000.0),   # a win below a loss is not break-even
+        ([(1, 0.5), (10, 1.05), (100, 0.95), (1000, 1.2)], 1000.0),   # a win below a loss is not the crossover
         ([(1000, 1.3), (1, 0.4), (100, 1.02), (10, 0.8)], 100.0),     # rows in any order
         ([(1, 0.3), (10, 0.6), (100, 0.9)], None),                    # sparse never pays
         ([(1, 1.1), (10, 1.2)], 1.0),
@@ -87,8 +87,8 @@ def _check_break_even(fn) -> str | None:
                 return f"speedups {points}: sparse never pays at the largest size, expected None, got {got}"
             continue
         if got is None or not close(float(got), want):
-            return (f"speedups (GFLOP, x) {points}: expected {want} GFLOP, got {got}. The break-even size is the "
-                    "smallest one from which sparse is at least as fast at every larger measured size.")
+            return (f"speedups (GFLOP, x) {points}: expected {want} GFLOP, got {got}. The crossover is the "
+                    "smallest size from which sparse is at least as fast at every larger measured size.")
     return None
 
 
@@ -111,7 +111,7 @@ EXERCISES = [
              _check_prune,
              counterexample=lambda w: w * (w.abs() >= w.abs().flatten().median())),
     Exercise("09.3", "open",
-             "break_even_gflop(rows): the smallest GEMM size (GFLOP) from which sparse is at least as fast as "
+             "crossover_gflop(rows): the smallest GEMM size (GFLOP) from which sparse is at least as fast as "
              "dense at every larger measured size, or None.",
-             _check_break_even, counterexample=_first_crossing),
+             _check_crossover, counterexample=_first_crossing),
 ]

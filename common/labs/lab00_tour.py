@@ -117,15 +117,15 @@ def roofline(ceil: Ceilings, *, add_elements: int, matmul_n: int, **bench_kwargs
     tflops = 2 * matmul_n**3 / (mm.latency_ms.median / 1e3) / 1e12
     add_tflops = a.numel() / (add.latency_ms.median / 1e3) / 1e12
     notes: list[str] = []
-    return Roofline(device, add_gbps, _share(ceil, add_gbps, "copy", notes), dtype, (matmul_n,) * 3, tflops,
-                    _share(ceil, tflops, dtype, notes), 100 * add_tflops / tflops,
+    add_pct, matmul_pct = share_of_ceiling(ceil, add_gbps, "copy", notes), share_of_ceiling(ceil, tflops, dtype, notes)
+    return Roofline(device, add_gbps, add_pct, dtype, (matmul_n,) * 3, tflops, matmul_pct, 100 * add_tflops / tflops,
                     {"add": add.regime, "matmul": mm.regime}, tuple(notes))
 
 
-def _share(ceil: Ceilings, value: float, what: str, notes: list[str]) -> float:
-    """`value` as a % of its ceiling (never above 100). The ceilings were measured moments before, on
-    the same sizes: a figure far above one says the ceiling was measured while other work loaded the
-    machine (a shared CPU), so it reads 100% and a note says to measure the ceilings again."""
+def share_of_ceiling(ceil: Ceilings, value: float, what: str, notes: list[str]) -> float:
+    """`value` as a % of its ceiling (never above 100; ``Ceilings.pct_of``). The ceilings are measured
+    moments before, on the same sizes: a figure far above one says the ceiling was measured while other
+    work loaded the machine (a shared CPU), so it reads 100% and a line appended to `notes` says so."""
     try:
         return ceil.pct_of(value, what)
     except CeilingExceeded:

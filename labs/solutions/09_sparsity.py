@@ -26,10 +26,10 @@ def exercise_2(weight: torch.Tensor) -> torch.Tensor:
 
 
 def exercise_3(rows: list[dict]) -> float | None:
-    # walk from the largest size down; the break-even point is where the winning streak ends
-    break_even = None
+    # walk from the largest size down; the crossover is where the winning streak ends
+    crossover = None
     for row in sorted(rows, key=lambda r: r["gflop"], reverse=True):
         if row["speedup"] < 1:
             break
-        break_even = row["gflop"]
-    return break_even
+        crossover = row["gflop"]
+    return crossover

@@ -261,7 +261,7 @@ def test_tensorrt_default_stream_study_puts_the_enqueue_on_a_created_then_the_de
 @needs_gpu
 def test_spin_kernel_waits_about_as_long_as_asked():
     m = bench.measure(lab.spin_kernel(0.5), name="spin", warmup_ms=20, measure_ms=50, kernel_time=False)
-    assert 0.4 < m.latency_ms.median < 0.6
+    assert 0.3 < m.latency_ms.median < 0.75   # calibrated once: the SM clock may move a little since
     with pytest.raises(ValueError, match="positive"):
         lab.spin_kernel(0)
 

@@ -426,7 +426,8 @@ def test_driver_launcher_launches_the_empty_kernel_on_its_stream():
 def test_triton_launch_writes_its_value_and_the_launch_study_runs():
     stream = torch.cuda.Stream()
     assert float(lab.check_triton_launch(stream).item()) == 1.0
-    model, x = _gpu_model(width=32, depth=4)
+    model = _gpu_model(width=32, depth=4)
+    x = lab.example_input(8, 32, device="cuda", dtype=torch.float16)
     graph = lab.capture_torch_graph(model, x, torch.cuda.Stream())
     configs = lab.launch_configs(lambda: model(x), torch.cuda.Stream(), graph.replay, graph.stream,
                                  torch.zeros_like(x), 8, methods=lab.available_methods(has_gpu=True))

@@ -5,6 +5,8 @@ The TensorRT targets are driven here by a stand-in runner that records the calls
 would receive, so which TensorRT call a switch makes (a shape, a profile, none) is checked on a CPU.
 """
 
+import ctypes
+import sys
 import time
 import types
 
@@ -145,6 +147,10 @@ class FakeRunner:
         self.specs = {"input": type("Spec", (), {"profile_shapes": (((1, 2), (4, 2), (8, 2)),
                                                                     ((16, 2), (32, 2), (64, 2)))})()}
         self.device_memory_bytes = 1000
+        self.note = None
+
+    def device_memory_note(self):
+        return self.note
 
     def context(self, ctx=0):
         return self.contexts[ctx]
@@ -237,6 +243,8 @@ def test_engine_outputs_and_profile_width_study_pick_the_profile_holding_each_ba
     rows = lab.profile_width_study(narrow, wide, "input", (2,), [4, 32], warmup_ms=1, measure_ms=2)
     assert [r["narrow_profile"] for r in rows] == ["0: 1..8 opt 4", "1: 16..64 opt 32"]
     assert all(r["wide_ms"] > 0 and r["narrow_ms"] > 0 and "vs" in r["verdict"] for r in rows)
+    assert {r["compared_on"] for r in rows} == {"event"}   # no kernel time on a CPU
+    assert all(r["interval_lo"] <= r["interval_hi"] for r in rows)
     assert not any(call[0] == "profile" for call in wide.calls)   # one profile: never switched
 
 
@@ -245,6 +253,20 @@ def test_trt_memory_rows_add_up_per_context():
     by_what = {r["what"]: r["bytes"] for r in rows}
     assert by_what["activation memory profile 1 needs (get_device_memory_size_for_profile_v2)"] == 200
     assert by_what["total for 2 context(s)"] == 2 * 1000 + 2 * 10
+    assert {r["note"] for r in rows} == {""}   # no note on this TensorRT
+
+
+def test_trt_memory_rows_carry_the_version_note_on_the_per_profile_rows():
+    from common.trt import compat
+
+    runner = FakeRunner()
+    runner.note = compat.profile_memory_note(types.SimpleNamespace(__version__="10.8.0"))
+    assert runner.note and "non-v2" in runner.note
+    rows = lab.trt_memory_rows(runner, "input")
+    notes = {r["what"]: r["note"] for r in rows}
+    assert [n for w, n in notes.items() if w.startswith("activation memory profile")] == [runner.note] * 2
+    assert notes["activation memory each context allocates (device_memory_size_v2)"] == ""
+    assert compat.profile_memory_note(types.SimpleNamespace(__version__="11.4.0")) is None
 
 
 def test_distribution_plot_writes_png_and_csv(tmp_path):
@@ -278,7 +300,7 @@ def test_eager_steady_measures_each_batch_twice_on_cpu():
     model = models.build("transformer", "small")
     inputs = {b: models.example_input("transformer", b, "small") for b in (2, 4)}
     runs = lab.eager_steady(model, inputs, None, warmup_ms=2, measure_ms=5)
-    assert list(runs) == [2, 4] and all(len(ms) == 2 for ms in runs.values())
+    assert list(runs) == [2, 4] and all(len(ms) == bench.PASSES for ms in runs.values())
     assert runs[4][0].batch_size == 4 and runs[2][0].backend == "PyTorch eager (cpu, fp32)"
 
 
@@ -383,54 +405,121 @@ def test_switch_claims_judge_new_and_seen_studies_only():
     assert lab_report.claims[0].why == "first/steady p10-p90 300.00-300.00x over 6 switches; steady runs p90 1.02x"
 
 
-def _measurements(ms, batch):
-    stats = bench.Stats.of([ms])
-    return [bench.Measurement("m", "m", "cuda", batch, stats, stats, ms, 10, 1.0, "cuda-events")] * 2
+PASS_FACTORS = (1.0, 1.01, 0.99, 1.02, 0.98)
+NOISY = (0.6, 1.4, 1.0, 0.7, 1.3)
 
 
-def _compile_study(dynamic, graphs, first_call_s, steady_ms=0.3):
+def _measurements(ms, batch, kernel_ms=None, factors=PASS_FACTORS, name="m"):
+    """Five passes around `ms` (event) with kernel time around `kernel_ms` (None: not measured)."""
+    out = []
+    for f in factors:
+        stats = bench.Stats.of([ms * f])
+        kernel = None if kernel_ms is None else bench.KernelTime(kernel_ms * f, kernel_ms * f, 0.0, 12, 5)
+        out.append(bench.Measurement(name, name, "cuda", batch, stats, stats, ms, 10, 1.0, "cuda-events",
+                                     kernel=kernel))
+    return out
+
+
+def _compile_study(dynamic, graphs, first_call_s, steady_ms=0.3, kernel_ms=(0.1, 0.2, 0.4), factors=PASS_FACTORS):
     rows = [{"batch": b, "first_call_s": s, "new_graphs": g, "cache_hits": 0}
             for b, g, s in zip((4, 16, 64), graphs, first_call_s)]
-    return lab.CompileStudy(dynamic, rows, {r["batch"]: _measurements(steady_ms, r["batch"]) for r in rows})
+    kernels = dict(zip((4, 16, 64), kernel_ms if kernel_ms is not None else (None,) * 3))
+    return lab.CompileStudy(dynamic, rows, {r["batch"]: _measurements(steady_ms, r["batch"], kernels[r["batch"]], factors)
+                                            for r in rows})
 
 
-def _steady_rows(speedups_significant):
-    return [{"batch": b, "static_speedup": s, "significant": sig} for b, (s, sig) in zip((4, 16, 64), speedups_significant)]
+def _steady_rows(speedups):
+    return [{"batch": b, "static_speedup": s} for b, s in zip((4, 16, 64), speedups)]
 
 
 def test_compile_claims_hold():
     compiled = {False: _compile_study(False, [1, 1, 1], [3.9, 3.9, 3.2]),
-                True: _compile_study(True, [1, 0, 0], [6.4, 0.001, 0.001])}
-    lab_report = lab.compile_claims(compiled, _steady_rows([(1.2, True), (1.1, True), (0.99, False)]))
-    assert _statuses(lab_report) == [
+                True: _compile_study(True, [1, 0, 0], [6.4, 0.001, 0.001], kernel_ms=(0.12, 0.24, 0.48))}
+    lab_report = lab.compile_claims(compiled, _steady_rows([1.2, 1.2, 1.2]))
+    got = _statuses(lab_report)
+    assert got[:3] == [
         (lab.COMPILE_CLAIMS[0], report.HOLDS, "3 graphs for 3 sizes"),
         (lab.COMPILE_CLAIMS[1], report.HOLDS, "0 graphs after the first"),
-        (lab.COMPILE_CLAIMS[2], report.HOLDS, "13,000 runs (median)"),
-        (lab.COMPILE_CLAIMS[3], report.HOLDS, "static 1.09x (geometric mean)")]
+        (lab.COMPILE_CLAIMS[2], report.HOLDS, "13,000 runs (median)")]
+    assert got[3][:2] == (lab.COMPILE_CLAIMS[3], report.HOLDS) and got[3][2].startswith("1.20x [")
     whys = [c.why for c in lab_report.claims]
     assert whys[0] == "first calls 3.90, 3.90, 3.20 s" and whys[2] == "cache hits during the compiles: 0"
-    assert whys[3] == "batch 4: 1.20x; batch 16: 1.10x; batch 64: 0.99x (noise)"
+    assert whys[3] == "judged on kernel time over 5 passes; batch 4: 1.20x; batch 16: 1.20x; batch 64: 1.20x"
 
 
 def test_compile_claims_fail():
     compiled = {False: _compile_study(False, [1, 0, 1], [0.1, 0.1, 0.1]),
-                True: _compile_study(True, [1, 1, 0], [6.4, 2.0, 0.001])}
-    lab_report = lab.compile_claims(compiled, _steady_rows([(1.2, True), (1.3, False), (0.8, True)]))
+                True: _compile_study(True, [1, 1, 0], [6.4, 2.0, 0.001], kernel_ms=(0.08, 0.16, 0.32))}
+    lab_report = lab.compile_claims(compiled, _steady_rows([0.8, 0.8, 0.8]))
     assert [c.status for c in lab_report.claims] == [report.FAILS] * 4
     assert [c.measured for c in lab_report.claims][:3] == ["2 graphs for 3 sizes", "1 graphs after the first",
                                                            "333 runs (median)"]
+    assert "lies below 1.00x" in lab_report.claims[3].why
 
 
-def test_compile_claims_not_applicable_without_the_study():
-    lab_report = lab.compile_claims({}, [])
-    assert [(c.claim, c.status, c.why) for c in lab_report.claims] == [
-        (claim, report.NOT_APPLICABLE, "torch.compile is studied on a GPU only (Inductor's C++ compiles on a CPU "
-                                       "exceed this lab's time budget)") for claim in lab.COMPILE_CLAIMS]
+def test_compile_claim_on_noise_is_inconclusive_and_falls_back_to_event_time_without_kernel_time():
+    compiled = {False: _compile_study(False, [1, 1, 1], [3.9, 3.9, 3.2], factors=NOISY),
+                True: _compile_study(True, [1, 0, 0], [6.4, 0.001, 0.001], kernel_ms=(0.105, 0.21, 0.42))}
+    claim = lab.compile_claims(compiled, _steady_rows([1.05] * 3)).claims[3]
+    assert claim.status == report.INCONCLUSIVE and "straddles 1.00x" in claim.why
+    no_kernels = {False: _compile_study(False, [1, 1, 1], [3.9, 3.9, 3.2], kernel_ms=None),
+                  True: _compile_study(True, [1, 0, 0], [6.4, 0.001, 0.001], steady_ms=0.36, kernel_ms=None)}
+    claim = lab.compile_claims(no_kernels, _steady_rows([1.2] * 3)).claims[3]
+    assert claim.status == report.HOLDS and "judged on event time over 5 passes (no kernel time here)" in claim.why
+
+
+def test_geometric_speedup_takes_per_pass_geometric_means():
+    steady = (1.0,) * 5   # identical passes: the interval closes on the value
+    slow = {b: _measurements(2 * ms, b, kernel_ms=2 * ms, factors=steady) for b, ms in ((4, 0.1), (16, 0.4))}
+    fast = {b: _measurements(ms, b, kernel_ms=ms, factors=steady) for b, ms in ((4, 0.1), (16, 0.4))}
+    speedup, (lo, hi) = lab.geometric_speedup(slow, fast)
+    assert speedup == pytest.approx(2.0) and lo == pytest.approx(2.0) and hi == pytest.approx(2.0)
+
+
+def _steady(eager, static, dynamic, eager_kernel, static_kernel, dynamic_kernel, batch=4):
+    return (_measurements(eager, batch, eager_kernel), _measurements(static, batch, static_kernel),
+            _measurements(dynamic, batch, dynamic_kernel))
+
+
+def test_compile_steady_rows_and_notes_explain_a_static_compile_slower_than_eager():
+    host_bound = _steady(0.28, 0.34, 0.40, 0.20, 0.10, 0.12)          # static: 29% busy, faster kernels
+    device_bound = _steady(1.0, 1.2, 1.3, 0.95, 1.15, 1.25, batch=64)  # static: slower kernels
+    static = lab.CompileStudy(False, [], {4: host_bound[1], 64: device_bound[1]})
+    dynamic = lab.CompileStudy(True, [], {4: host_bound[2], 64: device_bound[2]})
+    rows = lab.compile_steady_rows(static, dynamic, {4: host_bound[0], 64: device_bound[0]})
+    r4 = rows[0]
+    assert r4["static_vs_eager"] == pytest.approx(0.28 / 0.34) and r4["static_vs_eager_significant"]
+    assert r4["static_regime"] == "host-bound" and r4["compared_on"] == "kernel"
+    assert r4["static_speedup"] == pytest.approx(1.2) and r4["static_kernel_ms"] == pytest.approx(0.10)
+    notes = lab.compile_notes(rows)
+    assert len(notes) == 2
+    assert notes[0].startswith("batch 4: static compile at 0.82x eager on event time (interval ")
+    assert "host-bound (static 29% busy, eager 71% busy)" in notes[0] and "static is 2.00x eager" in notes[0]
+    assert "the compiled kernels themselves take longer (0.83x eager on kernel time)" in notes[1]
+    faster = lab.CompileStudy(False, [], {4: _measurements(0.2, 4, 0.1)})
+    assert lab.compile_notes(lab.compile_steady_rows(faster, faster, {4: host_bound[0]})) == []
 
 
 def _memory(one_mib, per_profile_mib):
     return {"one context, switching profiles": [{"what": "total for 1 context(s)", "bytes": one_mib * 2**20}],
             "one context per profile": [{"what": "total for 2 context(s)", "bytes": per_profile_mib * 2**20}]}
+
+
+def _allocation_rows(holds: bool):
+    """What allocation_strategy_study returns for batches 8, 32, 8 (profiles 0, 1, 0), in bytes."""
+    mib = 2**20
+    rows = []
+    for strategy, created, taken in (("STATIC", 60, (62, 62, 62)), ("ON_PROFILE_CHANGE", 2, (12, 62, 62)),
+                                     ("USER_MANAGED", 2 if holds else 70, (12, 62, 62))):
+        for batch, profile, t in zip((8, 32, 8), (0, 1, 0), taken):
+            on_change_small = strategy == "ON_PROFILE_CHANGE" and profile == 0 and batch == 8 and t == 12
+            rows.append({"strategy": strategy, "batch": batch, "profile": profile, "engine_says_bytes": 10 * mib,
+                         "for_shapes_bytes": 9 * mib if strategy == "USER_MANAGED" else None,
+                         "caller_bytes": 10 * mib if strategy == "USER_MANAGED" else 0,
+                         "created_bytes": created * mib,
+                         "taken_bytes": (t if holds or not on_change_small else 70) * mib,
+                         "relative_error": 1e-3, "note": ""})
+    return rows
 
 
 def _trt_inputs(holds: bool):
@@ -439,30 +528,54 @@ def _trt_inputs(holds: bool):
                                 "context per profile": _study(then)},
                "edge-mask off": {"set_input_shape": _study(then)}}
     memory = {"edge-mask on": _memory(100.0, 150.0) if holds else _memory(100.0, 100.0)}
-    width_rows = [{"batch": 4, "speedup": 1.3, "significant": holds, "verdict": "v4"},
-                  {"batch": 32, "speedup": 1.1 if holds else 0.9, "significant": True, "verdict": "v32"}]
+    width_rows = [{"batch": 4, "speedup": 1.3 if holds else 0.95, "interval_lo": 1.2 if holds else 0.9,
+                   "interval_hi": 1.4 if holds else 0.97, "compared_on": "kernel"},
+                  {"batch": 32, "speedup": 1.1 if holds else 0.9, "interval_lo": 1.05 if holds else 0.85,
+                   "interval_hi": 1.15 if holds else 0.95, "compared_on": "kernel"}]
     builds = {"edge-mask on": types.SimpleNamespace(build_seconds=60.0 if holds else 40.0),
               "edge-mask off": types.SimpleNamespace(build_seconds=40.0 if holds else 60.0)}
-    return studies, memory, width_rows, builds
+    return studies, memory, width_rows, builds, _allocation_rows(holds)
 
 
 def test_tensorrt_claims_hold():
     lab_report = lab.tensorrt_claims(*_trt_inputs(True), tensorrt_installed=True)
-    assert _statuses(lab_report) == [
+    got = _statuses(lab_report)
+    assert got[:4] == [
         (lab.TRT_CLAIMS[0], report.HOLDS, "300.00x (median)"), (lab.TRT_CLAIMS[1], report.HOLDS, "300.00x (median)"),
-        (lab.TRT_CLAIMS[2], report.HOLDS, "1.00x (median)"), (lab.TRT_CLAIMS[3], report.HOLDS, "+50.0 MiB"),
-        (lab.TRT_CLAIMS[4], report.HOLDS, "1.30x"), (lab.TRT_CLAIMS[5], report.HOLDS, "0.000 ms per switch"),
-        (lab.TRT_CLAIMS[6], report.HOLDS, "1.50x")]
+        (lab.TRT_CLAIMS[2], report.HOLDS, "1.00x (median)"), (lab.TRT_CLAIMS[3], report.HOLDS, "+50.0 MiB")]
+    assert got[4] == (lab.TRT_CLAIMS[4], report.HOLDS, "1.30x [1.20x, 1.40x]")
+    assert got[5:] == [(lab.TRT_CLAIMS[5], report.HOLDS, "0.000 ms per switch"),
+                       (lab.TRT_CLAIMS[6], report.HOLDS, "1.50x"),
+                       (lab.TRT_CLAIMS[7], report.HOLDS, "12.0 MiB"),
+                       (lab.TRT_CLAIMS[8], report.HOLDS, "2.0 MiB at creation")]
     whys = [c.why for c in lab_report.claims]
-    assert whys[3:] == ["150.0 MiB for two contexts", "at batch 4; v4",
+    assert whys[3:] == ["150.0 MiB for two contexts",
+                        "at batch 4, the best of 2 batch sizes; judged on kernel time",
                         "with it on: median 299.000 ms, p10 299.000 ms",
-                        "60.0 s on, 40.0 s off; one build each: no run-to-run spread"]
+                        "60.0 s on, 40.0 s off; one build each: no run-to-run spread",
+                        "STATIC: 62.0 MiB at batch 8",
+                        "STATIC: 60.0 MiB at creation; caller's buffer up to 10.0 MiB; outputs checked"]
 
 
 def test_tensorrt_claims_fail():
     lab_report = lab.tensorrt_claims(*_trt_inputs(False), tensorrt_installed=True)
-    assert [c.status for c in lab_report.claims] == [report.FAILS] * 7
-    assert lab_report.claims[4].measured == "0.90x" and lab_report.claims[4].why == "at batch 32; v32"
+    assert [c.status for c in lab_report.claims] == [report.FAILS] * 9
+    assert lab_report.claims[4].measured == "0.95x [0.90x, 0.97x]"
+    assert lab_report.claims[4].why.startswith("95% interval 0.90x-0.97x lies below 1.00x; at batch 4")
+
+
+def test_tensorrt_claims_on_profile_width_noise_are_inconclusive():
+    studies, memory, width_rows, builds, allocation = _trt_inputs(True)
+    width_rows = [{**r, "interval_lo": 0.9} for r in width_rows]
+    claim = lab.tensorrt_claims(studies, memory, width_rows, builds, allocation, tensorrt_installed=True).claims[4]
+    assert claim.status == report.INCONCLUSIVE and "straddles 1.00x" in claim.why
+
+
+def test_allocation_claims_not_applicable_without_the_study():
+    studies, memory, width_rows, builds, _ = _trt_inputs(True)
+    claims = lab.tensorrt_claims(studies, memory, width_rows, builds, tensorrt_installed=True).claims
+    assert [(c.status, c.why) for c in claims[7:]] == [
+        (report.NOT_APPLICABLE, "the allocation-strategy study did not run")] * 2
 
 
 @pytest.mark.parametrize("installed, why", [(False, "needs TensorRT: not installed"), (True, "needs TensorRT: no GPU")])

@@ -189,31 +189,96 @@ def test_zeros_cases_and_rows_on_cpu():
     assert row["gemm"] == "32x64x48" and row["speedup"] == pytest.approx(row["dense_ms"] / row["sparse_ms"])
 
 
-def _fake_runs(medians_ms: dict[str, list[float]]) -> dict[str, list[bench.Measurement]]:
-    def one(name, ms):
+def _fake_runs(medians_ms: dict[str, list[float]], kernel_ms: dict[str, list[float]] | None = None
+               ) -> dict[str, list[bench.Measurement]]:
+    """Measurements with the given event medians per pass and, where given, kernel time per pass."""
+    def one(name, ms, kernel):
         stats = bench.Stats.of([ms])
         return bench.Measurement(name=name, backend="test", device="cuda", batch_size=1, latency_ms=stats,
-                                 host_ms=stats, wall_ms_per_iter=ms, iterations=1, warmup_ms=0, timer="cuda-events")
-    return {name: [one(name, ms) for ms in values] for name, values in medians_ms.items()}
+                                 host_ms=stats, wall_ms_per_iter=ms, iterations=1, warmup_ms=0, timer="cuda-events",
+                                 kernel=None if kernel is None else bench.KernelTime(kernel, kernel, 0.0, 1, 1))
+    kernel_ms = kernel_ms or {}
+    return {name: [one(name, ms, k) for ms, k in zip(values, kernel_ms.get(name, [None] * len(values)))]
+            for name, values in medians_ms.items()}
+
+
+def _pair_cases(gemm="g"):
+    def case(backend, form):
+        return Case(f"{gemm} {backend}, {form}", "fp16", lambda: None, 2_000_000_000,
+                    params={"gemm": gemm, "form": form, "backend": backend})
+    return [case("dense", "W @ X"), case("dense", "F.linear(x, W)"),
+            case("cuSPARSELt", "W @ X"), case("cuSPARSELt", "F.linear(x, W)")]
 
 
 def test_speedup_rows_pair_each_sparse_case_with_its_dense_orientation():
-    def case(backend, form, gemm="g"):
-        return Case(f"{gemm} {backend}, {form}", "fp16", lambda: None, 2_000_000_000,
-                    params={"gemm": gemm, "form": form, "backend": backend})
-    cases = [case("dense", "W @ X"), case("dense", "F.linear(x, W)"),
-             case("cuSPARSELt", "W @ X"), case("cuSPARSELt", "F.linear(x, W)")]
+    cases = _pair_cases()
     runs = _fake_runs({"g dense, W @ X": [2.0, 2.02], "g dense, F.linear(x, W)": [1.0, 1.01],
                        "g cuSPARSELt, W @ X": [1.0, 1.01], "g cuSPARSELt, F.linear(x, W)": [1.25, 1.26]})
     rows = {r["variant"]: r for r in lab.speedup_rows(cases, runs)}
     assert rows["cuSPARSELt, W @ X"]["speedup"] == pytest.approx(2.01 / 1.005)
     assert rows["cuSPARSELt, F.linear(x, W)"]["speedup"] == pytest.approx(1.005 / 1.255)
     assert rows["cuSPARSELt, W @ X"]["gflop"] == 2.0 and rows["cuSPARSELt, W @ X"]["significant"]
+    assert rows["cuSPARSELt, W @ X"]["on"] == "event"                  # no kernel time measured: per call
     best = lab.best_against_best(cases, runs, "g")     # fastest dense (linear) against fastest sparse (mm)
     assert best.label_a == "g dense, F.linear(x, W)" and best.label_b == "g cuSPARSELt, W @ X"
-    assert best.speedup == pytest.approx(1.0)
+    assert best.speedup == pytest.approx(1.0) and best.on == "event"
     with pytest.raises(ValueError, match="needs a dense and a sparse case"):
         lab.best_against_best(cases[:2], runs, "g")
+
+
+def test_speedup_rows_judge_on_kernel_time_and_show_the_per_call_set_up():
+    """cuSPARSELt through PyTorch: a call of 0.8 ms whose kernels run 0.1 ms, against a dense 0.2 ms call."""
+    cases = _pair_cases()
+    events = {"g dense, W @ X": [0.20] * 5, "g dense, F.linear(x, W)": [0.21] * 5,
+              "g cuSPARSELt, W @ X": [0.80, 0.82, 0.79, 0.81, 0.80], "g cuSPARSELt, F.linear(x, W)": [0.90] * 5}
+    kernels = {"g dense, W @ X": [0.19] * 5, "g dense, F.linear(x, W)": [0.20] * 5,
+               "g cuSPARSELt, W @ X": [0.10, 0.101, 0.099, 0.10, 0.10], "g cuSPARSELt, F.linear(x, W)": [0.12] * 5}
+    runs = _fake_runs(events, kernels)
+    row = {r["variant"]: r for r in lab.speedup_rows(cases, runs)}["cuSPARSELt, W @ X"]
+    assert row["on"] == "kernel" and row["speedup"] == pytest.approx(1.9) and row["verdict"] == "faster"
+    assert row["call_speedup"] == pytest.approx(0.25) and row["setup_ms"] == pytest.approx(0.70)
+    assert row["sparse_kernel_ms"] == pytest.approx(0.10) and row["dense_kernel_ms"] == pytest.approx(0.19)
+    assert row["regime"] == bench.HOST_BOUND and row["gpu_busy"] == pytest.approx(0.125)
+    best = lab.best_against_best(cases, runs, "g")
+    assert (best.on, best.label_a, best.label_b) == ("kernel", "g dense, W @ X", "g cuSPARSELt, W @ X")
+    call = lab.per_call_of(runs, best)
+    assert call.on == "event" and (call.label_a, call.label_b) == (best.label_a, best.label_b)
+    assert call.speedup == pytest.approx(0.25)
+    assert lab.judged_on(runs["g dense, W @ X"], runs["g cuSPARSELt, W @ X"]) == "kernel"
+    assert lab.device_compare(runs["g dense, W @ X"], runs["g cuSPARSELt, W @ X"]).on == "kernel"
+
+
+def test_headline_rows_and_crossover_text():
+    cases = _pair_cases("1x1x1") + _pair_cases("8x8x8")
+    events = {c.label: [0.8 if "cuSPARSELt" in c.label else 0.2] * 5 for c in cases}
+    kernels = {c.label: [(0.3 if c.params["gemm"] == "1x1x1" else 0.1) if "cuSPARSELt" in c.label else 0.2] * 5
+               for c in cases}
+    runs = _fake_runs(events, kernels)
+    best = {g: lab.best_against_best(cases, runs, g) for g in ("1x1x1", "8x8x8")}
+    rows = lab.headline_rows(best, {g: lab.per_call_of(runs, c) for g, c in best.items()}, {"1x1x1": 1.0, "8x8x8": 50.0})
+    small, large = rows
+    assert small["speedup"] == pytest.approx(2 / 3) and small["verdict"] == "slower" and small["on"] == "kernel"
+    assert large["speedup"] == pytest.approx(2.0) and large["call_speedup"] == pytest.approx(0.25)
+    assert large["sparse_kernel_ms"] == pytest.approx(0.1) and large["sparse_call_ms"] == pytest.approx(0.8)
+    assert lab.crossover_text(rows) == "crossover: 50 GFLOP (8x8x8, 2.00x); below it, 1x1x1 (1 GFLOP) at 0.67x"
+    assert lab.crossover_text(rows[1:]).endswith("sparse wins at every size of the sweep")
+    assert lab.crossover_text(rows[:1]).startswith("no crossover in the sweep: sparse loses at the largest GEMM")
+
+
+def test_device_compare_falls_back_to_event_time_without_kernel_time():
+    runs = _fake_runs({"a": [1.0, 1.0], "b": [2.0, 2.0]}, {"a": [0.5, 0.5]})
+    assert lab.judged_on(runs["a"], runs["b"]) == "event"
+    assert lab.device_compare(runs["a"], runs["b"]).speedup == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("points, want", [
+    ([(1, 0.5), (10, 0.9), (100, 1.1), (1000, 1.2)], 100),
+    ([(1, 0.5), (10, 1.05), (100, 0.95), (1000, 1.2)], 1000),      # a win below a loss is not the crossover
+    ([(1000, 1.3), (1, 0.4), (100, 1.02), (10, 0.8)], 100),        # rows in any order
+    ([(1, 0.3), (10, 0.6), (100, 0.9)], None),                     # sparse never pays
+    ([(1, 1.1), (10, 1.2)], 1)])
+def test_crossover_is_where_the_winning_streak_to_the_largest_size_starts(points, want):
+    assert lab.crossover_gflop([{"gflop": g, "speedup": x} for g, x in points]) == want
 
 
 def test_layer_study_on_cpu_times_the_dense_gemms_of_every_model():
@@ -225,7 +290,8 @@ def test_layer_study_on_cpu_times_the_dense_gemms_of_every_model():
     assert set(study.refused) == {"narrow", "wide"} and study.refused["narrow"] == {}
     assert len(study.conv_errors) == 4 and max(study.conv_errors.values()) < 1e-5
     assert len(study.cases) == 8 and set(study.runs) == {c.label for c in study.cases}
-    assert study.speed == [] and study.best == {} and study.flops == {}   # no sparse case on a CPU
+    assert study.speed == [] and study.best == {} and study.per_call == {} and study.flops == {}   # no sparse case
+    assert all(len(r) == bench.PASSES for r in study.runs.values())
 
 
 @pytest.mark.skipif(env.has("tensorrt"), reason="checks the message shown where TensorRT is missing")
@@ -241,6 +307,26 @@ def test_speedup_plot_writes_png_and_csv(tmp_path):
     assert png.exists() and (tmp_path / "fig.csv").read_text().startswith("gemm,gflop,variant,speedup")
 
 
+def test_speedup_plot_draws_kernel_and_per_call_lines_and_the_crossover(tmp_path):
+    rows = [{"gemm": "a", "gflop": 1.0, "variant": "v", "speedup": 0.5, "call_speedup": 0.05, "on": "kernel"},
+            {"gemm": "b", "gflop": 100.0, "variant": "v", "speedup": 1.2, "call_speedup": 0.3, "on": "kernel"}]
+    png = lab.speedup_plot(rows, title="t", path=tmp_path / "fig", ylabel="x", crossover=100.0)
+    assert png.exists() and "call_speedup" in (tmp_path / "fig.csv").read_text().splitlines()[0]
+
+
+def test_trtexec_commands_for_the_dense_and_the_sparse_engine():
+    commands = lab.trtexec_commands("digits_fp16.onnx", (1, 8, 8), 539)
+    assert set(commands) == set(lab.ENGINES) == {"dense", "sparse_weights"}
+    for name, command in commands.items():
+        assert command.startswith("trtexec --onnx=digits_fp16.onnx --minShapes=input:1x1x8x8 --optShapes=input:539x1x8x8")
+        assert "--shapes=input:539x1x8x8" in command and "--verbose" in command
+        assert f"--exportLayerInfo=digits_fp16_{name}_layers.json" in command
+        assert ("--sparsity=enable" in command) == (name == "sparse_weights")
+    assert lab.onnx_name("DigitsCNN(256)") == "digitscnn_256_fp16.onnx"
+    configs = lab.engine_configs((1, 8, 8), 16)
+    assert configs["sparse_weights"].sparse_weights and not configs["dense"].sparse_weights
+
+
 # -- on a GPU with sparse tensor cores ----------------------------------------------------------------
 
 @needs_sparse_gpu
@@ -253,7 +339,10 @@ def test_sparse_products_match_dense_on_gpu():
     assert {c.params["backend"] for c in cases} == {"dense", *usable} and not refused
     assert all(c.error <= checks.tolerance("fp16", "op") for c in cases)
     runs = measure_cases(cases, device="cuda", warmup_ms=2, measure_ms=5, progress=False)
-    assert len(lab.speedup_rows(cases, runs)) == 2 * len(usable)
+    rows = lab.speedup_rows(cases, runs)
+    assert len(rows) == 2 * len(usable)
+    # CUPTI sees cuSPARSELt's kernels: the speedups are judged on them, the per-call set-up shown apart
+    assert all(r["on"] == "kernel" and 0 < r["sparse_kernel_ms"] <= r["sparse_ms"] for r in rows)
 
 
 @needs_sparse_gpu
@@ -271,5 +360,6 @@ def test_layer_study_on_gpu_pairs_sparse_with_dense():
     model = lab.export_sparse(lab.modelopt_sparsify(models.DigitsCNN(32)).model)
     study = lab.layer_study({"DigitsCNN(32)": (model, torch.rand(64, 1, 8, 8))}, ["features.3", "features.7"],
                             device="cuda", backends=("cuSPARSELt",), warmup_ms=2, measure_ms=5)
-    assert set(study.best) == set(study.flops) and len(study.best) == 2
+    assert set(study.best) == set(study.flops) == set(study.per_call) and len(study.best) == 2
+    assert all(cmp.on == "kernel" and cmp.passes == bench.PASSES for cmp in study.best.values())
     assert all(row["variant"].startswith("digits CNN layers, cuSPARSELt") for row in study.speed)

@@ -79,7 +79,7 @@ def test_compile_cold_then_warm_on_cpu():
     assert run.warm_s < run.cold_s and run.relative_error <= checks.tolerance("fp32", "model")
     assert len(run.runs) == 2 and len(run.eager_runs) == 2 and run.label == "torch.compile (default)"
     assert run.eager_runs[0].name == "PyTorch eager" and run.skipped == 0
-    assert run.kernels.device == "cpu" and run.kernels.kernels and run.kernels.label == "torch.compile (default)"
+    assert run.kernels.device == "cpu" and run.kernels.kernels and run.kernels.label == "tiny: torch.compile (default)"
 
 
 def test_compile_refuses_wrong_outputs_and_cuda_graphs_on_cpu():
@@ -158,12 +158,13 @@ def test_ort_levels_check_outputs_and_count_ops(tmp_path):
     path = onnx_tools.export(model.module, model.example(), tmp_path / "tiny.onnx")
     study = lab.ort_level_study(path, model, build_repeats=2, warmup_ms=1, measure_ms=5, out_dir=tmp_path / "opt")
     assert [r.level for r in study] == list(lab.ORT_LEVELS)
-    assert all(len(r.build_s) == 2 and len(r.runs) == 2 for r in study)
+    assert all(len(r.build_s) == 2 and len(r.runs) == bench.PASSES for r in study)
     nodes = {r.level: r.nodes for r in study}
     assert nodes["ORT_DISABLE_ALL"].get("Erf") == 2 and nodes["ORT_ENABLE_EXTENDED"].get("Gelu") == 2
     assert lab.gelu_fused(study, 2) and not lab.gelu_fused(study, 3)
     rows = lab.ort_rows(study)
     assert rows[0]["verdict"] == "baseline" and rows[0]["break_even"] == 0.0
+    assert all(r["speedup_lo"] <= r["speedup"] <= r["speedup_hi"] for r in rows)
     assert sum(nodes["ORT_ENABLE_ALL"].values()) == rows[-1]["nodes"] < rows[0]["nodes"]
     with pytest.raises(ValueError, match="level must be one of"):
         lab.ort_level_study(path, model, levels=("ORT_ENABLE_EVERYTHING",), out_dir=tmp_path / "opt")
@@ -432,11 +433,11 @@ def test_compile_claims_hold():
     assert result.lab == "10_builder" and len(result.claims) == 8
     assert all(c.status == report.HOLDS for c in result.claims), result.table()
     by = _compile_statuses(result)
-    assert by["fusion"].measured == "2.00x [1.98, 2.02]" and "judged on kernel time over 2 passes" in by["fusion"].why
+    assert by["fusion"].measured == "2.00x [1.98x, 2.02x]" and "judged on kernel time over 2 passes" in by["fusion"].why
     assert by["library"].measured == "86% of its kernel time in library kernels"
     assert by["search_cost"].measured == "5.0x" and by["search_cost"].why == "2.0 s -> 10.0 s"
     assert "separate blocks" in by["search_gain"].why and "separate blocks" in by["host_pace"].why
-    assert result.claims[5].why == "2.00 s -> 0.50 s" and result.claims[-1].why == "4 warm compiles"
+    assert result.claims[5].why == "2.00 s -> 0.50 s" and result.claims[-1].why == "3 warm compiles"
 
 
 def test_compile_claims_fail():
@@ -486,13 +487,13 @@ def test_ort_claims_hold_fail_and_inconclusive():
             _ort_row("mlp", "ORT_ENABLE_EXTENDED", 1.3, "faster", 30.0, 10.0)]
     claims = lab.ort_claims(good).claims
     assert [c.status for c in claims] == [report.HOLDS] * 4
-    assert [c.measured for c in claims] == ["1.80x [1.76, 1.84]", "1.30x [1.27, 1.33]", "40.0 ms", "250 inferences"]
+    assert [c.measured for c in claims] == ["1.80x [1.76x, 1.84x]", "1.30x [1.27x, 1.33x]", "40.0 ms", "250 inferences"]
     assert claims[0].why == "CPU time, interleaved passes"
     bad = [_ort_row("convnet", "ORT_ENABLE_ALL", 1.01, "noise", 1500.0, math.inf, interval=(0.9, 1.1)),
            _ort_row("mlp", "ORT_ENABLE_EXTENDED", 0.9, "slower", 30.0, math.inf)]
     claims = lab.ort_claims(bad).claims
     assert [c.status for c in claims] == [report.INCONCLUSIVE] + [report.FAILS] * 3
-    assert [c.measured for c in claims] == ["1.01x [0.90, 1.10]", "0.90x [0.88, 0.92]", "1500.0 ms", "inf inferences"]
+    assert [c.measured for c in claims] == ["1.01x [0.90x, 1.10x]", "0.90x [0.88x, 0.92x]", "1500.0 ms", "inf inferences"]
     assert claims[3].why == "no speed-up outside the noise: it never pays back"
 
 
@@ -516,7 +517,8 @@ def _trt_results(*, level0, level5_build, level4, warm_build, reuse_build, force
     editable = {"forced": None}
     if forced is not None:
         in_engine, forced_medians = forced
-        editable = {"forced": object(), "forced_kernel_in_engine": in_engine,
+        editable = {"original": _engine("mlp", "builder's choice", base, 1.0, (1.0, 1.01)),
+                    "forced": _engine("mlp", "forced tactic", base, 1.0, forced_medians), "forced_kernel_in_engine": in_engine,
                     "tactic": tactics.Tactic("0x1", "sm90_xmma_gemm_f16f16_f32_tn_n_tilesize128x128x64_stage3", 0.1),
                     "comparison": bench.compare(_gpu_runs("chosen", 1.0, 1.01), _gpu_runs("forced", *forced_medians),
                                                 on="kernel")}
@@ -541,8 +543,8 @@ def test_tensorrt_claims_hold():
         lab.TRT_CLAIMS[k] for k in ("avg_timing", "tiling", "max_tactics", "jit")]
     assert all(c.status == report.HOLDS for c in claims), [(c.claim, c.measured) for c in claims]
     assert [c.measured for c in claims] == [
-        "10.0x (smaller of the two)", "0.50x [0.50, 0.51]", "0.99x [0.98, 0.99]", "4.0x (smaller of the two)",
-        "2.0x", "1", "0.83x [0.83, 0.84]", "3.00x build time", "4.00x build time", "4.00x build time",
+        "10.0x (smaller of the two)", "0.50x [0.50x, 0.51x]", "0.98x [0.97x, 0.99x]", "4.0x (smaller of the two)",
+        "2.0x", "1", "0.83x [0.83x, 0.84x]", "3.00x build time", "4.00x build time", "4.00x build time",
         "2.00x build time"]
     by = _by_claim(lab.tensorrt_claims(results))
     assert by[lab.TRT_CLAIMS["reuse"]].why == "12 entries reused"
@@ -558,7 +560,7 @@ def test_tensorrt_claims_fail():
     claims = lab.tensorrt_claims(results).claims
     assert all(c.status == report.FAILS for c in claims), [(c.claim, c.measured) for c in claims if c.status != report.FAILS]
     assert all(c.why for c in claims)
-    assert claims[2].measured == "2.00x [1.98, 2.02]" and claims[6].measured == "2.00x [1.98, 2.02]"
+    assert claims[2].measured == "2.00x [1.98x, 2.02x]" and claims[6].measured == "2.00x [1.98x, 2.02x]"
 
 
 def test_tensorrt_claims_inconclusive_inside_the_noise():
@@ -582,6 +584,16 @@ def test_tensorrt_claims_without_a_second_tactic_or_without_tensorrt():
     assert len(absent) == len(lab.TRT_CLAIMS) and {c.status for c in absent} == {report.NOT_APPLICABLE}
     assert {c.why for c in absent} == {"needs TensorRT (not installed here); torch.compile and ONNX Runtime "
                                        "measured instead"}
+
+
+def test_built_trtexec_has_the_planned_sections_and_one_line_per_engine():
+    results = _trt_results(level0=(2.0, 2.02), level5_build=10.0, level4=(1.0, 1.01), warm_build=1.0,
+                           reuse_build=2.0, forced=(True, (1.2, 1.21)), knob_builds=EXPECTED_KNOB_BUILDS)
+    built = lab.built_trtexec(results, {"mlp": "x/mlp.onnx", "convnet": "x/convnet.onnx"}, "x/deep.onnx")
+    assert list(built) == list(lab.planned_trtexec("small"))
+    assert {k: len(v) for k, v in built.items()} == {k: len(v) for k, v in lab.planned_trtexec("small").items()} | {
+        "timing cache, cold then warm (run each command twice)": 4, "editable timing cache": 2}
+    assert built["editable timing cache"][1].startswith("forced tactic: trtexec --onnx=mlp.onnx")
 
 
 def test_claims_add_every_section_to_one_report_in_order():

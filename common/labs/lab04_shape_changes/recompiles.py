@@ -2,13 +2,17 @@
 
 :func:`compile_study` compiles a model afresh and calls it at each batch size in order, counting
 the graphs TorchDynamo compiled for each first call and timing it; then it times the steady state.
-:func:`compile_steady_rows` sets static, dynamic and eager (:func:`eager_steady`) side by side.
+:func:`compile_steady_rows` sets static, dynamic and eager (:func:`eager_steady`) side by side, with
+kernel time and the regime of each; :func:`compile_notes` explains where static is slower than eager,
+and :func:`geometric_speedup` sums up static against dynamic over the batch sizes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import statistics
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -52,8 +56,8 @@ class CompileStudy:
 
 def compile_study(model: torch.nn.Module, inputs: Mapping[int, torch.Tensor], reference: Mapping[int, torch.Tensor],
                   *, dynamic: bool, tolerance: float, stream: "torch.cuda.Stream | None" = None,
-                  backend: str = "inductor", passes: int = 2, warmup_ms: float = 100.0,
-                  measure_ms: float = 300.0) -> CompileStudy:
+                  backend: str = "inductor", passes: int = bench.PASSES, warmup_ms: float = 10.0,
+                  measure_ms: float = 40.0) -> CompileStudy:
     """Compile `model` afresh, call it at each batch of `inputs` in order, then time the steady state.
 
     The first call at each batch is timed in seconds on the host (through synchronisation: a
@@ -89,7 +93,8 @@ def compile_study(model: torch.nn.Module, inputs: Mapping[int, torch.Tensor], re
 
 
 def eager_steady(model: torch.nn.Module, inputs: Mapping[int, torch.Tensor], stream: "torch.cuda.Stream | None", *,
-                 passes: int = 2, warmup_ms: float = 100.0, measure_ms: float = 300.0) -> dict[int, list[bench.Measurement]]:
+                 passes: int = bench.PASSES, warmup_ms: float = 10.0,
+                 measure_ms: float = 40.0) -> dict[int, list[bench.Measurement]]:
     """PyTorch eager's steady state at each batch of `inputs`, the compile comparison's baseline:
     `passes` measurements each, interleaved over the batches (backend e.g. "PyTorch eager (cuda, fp16)")."""
     device = "cpu" if stream is None else "cuda"
@@ -101,13 +106,71 @@ def eager_steady(model: torch.nn.Module, inputs: Mapping[int, torch.Tensor], str
 
 def compile_steady_rows(static: CompileStudy, dynamic: CompileStudy,
                         eager: Mapping[int, Sequence[bench.Measurement]]) -> list[dict]:
-    """Per batch: eager, static and dynamic steady-state medians, and dynamic against static
-    judged against the run-to-run spread (:func:`common.bench.compare`)."""
+    """Per batch: eager, static and dynamic steady-state medians on event time, each one's kernel time
+    and busy share, and two comparisons with their 95% intervals over passes: static against eager
+    (event time, what a caller waits for) and dynamic against static (``static_speedup``; on kernel
+    time where it was measured, the device effect of shape-generic kernels, else on event time)."""
     rows = []
     for batch in static.steady:
-        cmp = bench.compare(static.steady[batch], dynamic.steady[batch])
-        rows.append({"batch": batch, "eager_ms": bench.median_latency_ms(eager[batch]),
-                     "static_ms": cmp.median_a_ms, "dynamic_ms": cmp.median_b_ms,
-                     "static_speedup": cmp.median_b_ms / cmp.median_a_ms, "noise_pct": cmp.noise_pct,
-                     "significant": cmp.significant, "verdict": cmp.verdict()})
+        runs = {"eager": eager[batch], "static": static.steady[batch], "dynamic": dynamic.steady[batch]}
+        row: dict = {"batch": batch}
+        for label, ms in runs.items():
+            fields = bench.kernel_fields(ms)
+            row.update({f"{label}_ms": bench.median_latency_ms(ms), f"{label}_kernel_ms": fields["kernel_ms"],
+                        f"{label}_busy": fields["gpu_busy"], f"{label}_regime": fields["regime"]})
+        vs_eager = bench.compare(runs["eager"], runs["static"])
+        on = "kernel" if not any(math.isnan(m.kernel_ms) for m in (*runs["static"], *runs["dynamic"])) else "event"
+        vs_static = bench.compare(runs["dynamic"], runs["static"], on=on)
+        row.update({"static_vs_eager": vs_eager.speedup, "static_vs_eager_interval": _interval(vs_eager),
+                    "static_vs_eager_significant": vs_eager.significant,
+                    "static_speedup": vs_static.speedup, "static_speedup_interval": _interval(vs_static),
+                    "compared_on": on, "noise_pct": vs_static.noise_pct, "significant": vs_static.significant,
+                    "verdict": vs_static.verdict()})
+        rows.append(row)
     return rows
+
+
+def _interval(cmp: bench.Comparison) -> str:
+    lo, hi = cmp.interval
+    return "-" if math.isnan(lo) else f"{lo:.2f}-{hi:.2f}"
+
+
+def compile_notes(rows: Sequence[dict]) -> list[str]:
+    """One line per batch where the static compile is slower than eager on event time (its interval
+    below 1): whether the host set the pace there (the compiled code's busy share under 50%: its
+    launches, not its kernels) and what kernel time says of the kernels themselves."""
+    lines = []
+    for r in rows:
+        if not (r["static_vs_eager_significant"] and r["static_vs_eager"] < 1):
+            continue
+        head = (f"batch {r['batch']}: static compile at {r['static_vs_eager']:.2f}x eager on event time "
+                f"(interval {r['static_vs_eager_interval']})")
+        if math.isnan(r["static_kernel_ms"]):
+            lines.append(f"{head}; no kernel time here to say whether host or device")
+            continue
+        kernels = r["eager_kernel_ms"] / r["static_kernel_ms"]
+        busy = f"static {r['static_busy']:.0%} busy, eager {r['eager_busy']:.0%}"
+        if r["static_regime"] == bench.HOST_BOUND:
+            why = (f"host-bound ({busy}): the event time is the host's, the compiled code's Python wrapper "
+                   f"launching its kernels one by one; on kernel time static is {kernels:.2f}x eager")
+        elif kernels < 1:
+            why = f"{busy}: the compiled kernels themselves take longer ({kernels:.2f}x eager on kernel time)"
+        else:
+            why = f"{busy}; on kernel time static is {kernels:.2f}x eager: the difference lies between the kernels"
+        lines.append(f"{head}: {why}")
+    return lines
+
+
+def geometric_speedup(slow: Mapping[int, Sequence[bench.Measurement]], fast: Mapping[int, Sequence[bench.Measurement]],
+                      *, on: str = "kernel") -> tuple[float, tuple[float, float]]:
+    """The speedup of `fast` over `slow` as a geometric mean over batch sizes, with its 95% interval
+    over passes: per pass, the geometric mean over batches of each side's figure (`on`: "kernel" or
+    "event"), then :func:`common.bench.ratio_interval` over those per-pass means."""
+    pick = bench.COMPARED_ON[on]
+
+    def per_pass(runs: Mapping[int, Sequence[bench.Measurement]]) -> list[float]:
+        passes = min(len(ms) for ms in runs.values())
+        return [statistics.geometric_mean(pick(runs[b][p]) for b in runs) for p in range(passes)]
+
+    a, b = per_pass(slow), per_pass(fast)
+    return statistics.median(a) / statistics.median(b), bench.ratio_interval(a, b)

@@ -4,13 +4,16 @@ A *target* is one state a backend can serve from: a batch size of PyTorch eager 
 TensorRT context bound to a profile and shape, a `torch.compile` graph. :func:`switch_study` visits
 targets in a given order (new shapes once each, or A, B, A, B, ...) and times, from an idle device,
 the first run after each switch and a few steady-state runs after it; :class:`FirstRunSummary`
-compares the two distributions, and :func:`distribution_plot` draws them.
+compares the two distributions, and :func:`distribution_plot` draws them. :func:`steady_state_rows`
+measures each target's steady state with the harness (kernel time and regime on a GPU), and
+:func:`standing_out` explains a batch size whose steady runs stand out from its neighbours'.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -207,6 +210,76 @@ class FirstRunSummary:
         """The spreads behind a claim: the first runs' p10-p90 against the steady runs' p90."""
         return (f"first/steady p10-p90 {self.first_ratio.p10:.2f}-{self.first_ratio.p90:.2f}x over "
                 f"{self.first_ratio.n} switches; steady runs p90 {self.steady_ratio.p90:.2f}x")
+
+
+# -- steady state with the harness, and what stands out ------------------------------------------
+
+#: A batch size whose steady latency is this many times its neighbours' stands out and is explained.
+STANDS_OUT = 1.25
+
+
+def steady_state_rows(backend: str, targets: Mapping[Hashable, Target], *, passes: int = bench.PASSES,
+                      warmup_ms: float = 10.0, measure_ms: float = 40.0) -> list[dict]:
+    """Each target's steady state measured with the harness (`passes` interleaved passes, kernel time
+    and regime on a GPU): the reference against which one visit's steady runs are read."""
+    configs = {key: {"fn": t.run, "stream": t.stream, "device": "cpu" if t.stream is None else "cuda",
+                     "batch_size": key if isinstance(key, int) else 1} for key, t in targets.items()}
+    runs = bench.measure_interleaved(configs, passes=passes, name=backend, backend=backend, warmup_ms=warmup_ms,
+                                     measure_ms=measure_ms)
+    rows = []
+    for key, ms in runs.items():
+        medians = [m.latency_ms.median for m in ms]
+        rows.append({"backend": backend, "key": key, "latency_ms": statistics.median(medians),
+                     "host_ms": bench.median_host_ms(ms), "spread_pct": bench.spread_pct(medians),
+                     "pass_medians_ms": [round(x, 5) for x in medians], **bench.kernel_fields(ms)})
+    return rows
+
+
+def _neighbour_ratio(values: Mapping[Hashable, float], key: Hashable) -> float:
+    """`values[key]` over the median of its neighbours' (the keys just before and after it, in order)."""
+    keys = sorted(values)
+    i = keys.index(key)
+    around = [values[k] for k in keys[max(i - 1, 0):i] + keys[i + 1:i + 2]]
+    return values[key] / statistics.median(around) if around else float("nan")
+
+
+def standing_out(visit_rows: Sequence[dict], steady_rows: Sequence[dict], *,
+                 factor: float = STANDS_OUT) -> list[str]:
+    """One line per batch size whose steady median in a switching study (`visit_rows`, as
+    :meth:`SwitchStudy.per_key_rows` gives them) is over `factor` times its neighbours', read against
+    the harness's steady state of the same batch sizes (`steady_rows`, :func:`steady_state_rows`):
+
+    - the harness does not see it (within `factor` of its neighbours): one visit's few steady runs,
+      so noise at that visit;
+    - the harness sees it on kernel time too: the GPU's own work at that shape is longer (for
+      cuDNN, the algorithms it chose at that shape);
+    - the harness sees it on event time alone: the host's time per call, not the GPU's.
+    """
+    visit = {r["key"]: r["steady_ms"] for r in visit_rows}
+    steady = {r["key"]: r for r in steady_rows}
+    event = {k: r["latency_ms"] for k, r in steady.items()}
+    kernel = {k: r["kernel_ms"] for k, r in steady.items()}
+    lines = []
+    for key in sorted(visit):
+        ratio = _neighbour_ratio(visit, key)
+        if not ratio > factor or key not in steady:
+            continue
+        head = f"batch {key}: steady median {visit[key]:.3g} ms in the switching study, {ratio:.2f}x its neighbours'"
+        event_ratio = _neighbour_ratio(event, key)
+        kernel_ratio = _neighbour_ratio(kernel, key)
+        busy = steady[key]["gpu_busy"]
+        seen = (f"the harness ({len(steady[key]['pass_medians_ms'])} passes): {event_ratio:.2f}x on event time"
+                + ("" if math.isnan(kernel_ratio) else f", {kernel_ratio:.2f}x on kernel time, {busy:.0%} busy"))
+        if not event_ratio > factor:
+            why = "not reproduced: noise at that one visit (a few steady runs, each from an idle device)"
+        elif kernel_ratio > factor:
+            why = "the GPU's own work at this shape is longer: the kernels chosen for it run slower"
+        elif math.isnan(kernel_ratio):
+            why = "reproduced; no kernel time here to say whether host or device"
+        else:
+            why = "the kernels take no longer: the extra time is the host's, per call"
+        lines.append(f"{head}; {seen}: {why}")
+    return lines
 
 
 # -- PyTorch and ONNX Runtime targets -------------------------------------------------------------

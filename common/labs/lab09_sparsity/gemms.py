@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, Sequence
@@ -241,47 +243,129 @@ def zeros_cases(shape: GemmShape, *, device: str, dtype: torch.dtype, seed: int 
     return cases
 
 
+def judged_on(*runs: Sequence[bench.Measurement]) -> str:
+    """"kernel" where every run carries the GPU's own kernel time (a device effect is judged on it),
+    else "event" (on a CPU: host time; there is no kernel time there)."""
+    measured = all(not math.isnan(m.kernel_ms) for side in runs for m in side)
+    return "kernel" if measured and runs and all(runs) else "event"
+
+
+def device_compare(runs_a: Sequence[bench.Measurement], runs_b: Sequence[bench.Measurement]) -> bench.Comparison:
+    """B against A on kernel time where it was measured (the kernels' own speed), else on event time."""
+    return bench.compare(runs_a, runs_b, on=judged_on(runs_a, runs_b))
+
+
 def speedup_rows(cases: Sequence[Case], runs: dict[str, list[bench.Measurement]]) -> list[dict]:
-    """Each sparse case against the dense case of the same GEMM and orientation: speedup = dense / sparse
-    median latency, judged against the run-to-run spread."""
+    """Each sparse case against the dense case of the same GEMM and orientation, on both clocks.
+
+    Per call (CUDA events around the call: what a PyTorch user waits for) and per kernel (CUPTI: the
+    GPU's own time). ``setup_ms`` is what a sparse call costs beyond its kernels (sparse event minus
+    sparse kernel time: host work the GPU waits for); ``speedup`` is judged on kernel time where it was
+    measured (``on``), with its 95% interval over passes, and ``call_speedup`` is the per-call figure.
+    """
     dense = {(c.params["gemm"], c.params["form"]): c for c in cases if c.params.get("backend") == "dense"}
     rows = []
     for case in cases:
         backend = case.params.get("backend")
         if backend in (None, "dense"):
             continue
-        base = dense[(case.params["gemm"], case.params["form"])]
-        cmp = bench.compare(runs[base.label], runs[case.label])
+        base_runs, sparse_runs = runs[dense[(case.params["gemm"], case.params["form"])].label], runs[case.label]
+        cmp = device_compare(base_runs, sparse_runs)
+        call = bench.compare(base_runs, sparse_runs, on="event")
+        fields = bench.kernel_fields(sparse_runs)
+        lo, hi = cmp.interval
         rows.append({"gemm": case.params["gemm"], "gflop": case.flops / 1e9, "variant": f"{backend}, {case.params['form']}",
-                     "dense_ms": cmp.median_a_ms, "sparse_ms": cmp.median_b_ms, "speedup": cmp.speedup,
-                     "noise_pct": cmp.noise_pct, "significant": cmp.significant,
+                     "dense_ms": call.median_a_ms, "sparse_ms": call.median_b_ms,
+                     "dense_kernel_ms": bench.median_kernel_ms(base_runs), "sparse_kernel_ms": fields["kernel_ms"],
+                     "setup_ms": call.median_b_ms - fields["kernel_ms"], "gpu_busy": fields["gpu_busy"],
+                     "regime": fields["regime"], "call_speedup": call.speedup, "speedup": cmp.speedup,
+                     "interval": f"{lo:.2f}-{hi:.2f}x", "on": cmp.on, "significant": cmp.significant,
+                     "verdict": _verdict(cmp),
                      "sparse_tflop_per_s": case.flops / (cmp.median_b_ms / 1e3) / 1e12})
     return rows
 
 
-def best_against_best(cases: Sequence[Case], runs: dict[str, list[bench.Measurement]], gemm: str) -> bench.Comparison:
-    """The fastest sparse case of GEMM `gemm` against its fastest dense case (either orientation)."""
-    def median(case: Case) -> float:
-        return bench.median_latency_ms(runs[case.label])
+def _verdict(cmp: bench.Comparison) -> str:
+    return ("faster" if cmp.speedup > 1 else "slower") if cmp.significant else "noise"
 
+
+def best_against_best(cases: Sequence[Case], runs: dict[str, list[bench.Measurement]], gemm: str,
+                      on: str | None = None) -> bench.Comparison:
+    """The fastest sparse case of GEMM `gemm` against its fastest dense case (either orientation), both
+    picked and compared on `on` ("kernel" where kernel time was measured, else "event", by default)."""
     mine = [c for c in cases if c.params.get("gemm") == gemm]
     dense_cases = [c for c in mine if c.params["backend"] == "dense"]
     sparse_cases = [c for c in mine if c.params["backend"] != "dense"]
     if not dense_cases or not sparse_cases:
         raise ValueError(f"GEMM {gemm!r} needs a dense and a sparse case; it has {[c.label for c in mine]}")
+    on = on or judged_on(*(runs[c.label] for c in mine))
+    pick = bench.COMPARED_ON[on]
+
+    def median(case: Case) -> float:
+        return statistics.median(pick(m) for m in runs[case.label])
+
     dense, sparse = min(dense_cases, key=median), min(sparse_cases, key=median)
-    return bench.compare(runs[dense.label], runs[sparse.label])
+    return bench.compare(runs[dense.label], runs[sparse.label], on=on)
+
+
+def per_call_of(runs: dict[str, list[bench.Measurement]], cmp: bench.Comparison) -> bench.Comparison:
+    """The same two cases as `cmp` (picked on kernel time, say), compared per call (event time)."""
+    return bench.compare(runs[cmp.label_a], runs[cmp.label_b], on="event")
+
+
+def crossover_gflop(rows: Sequence[Mapping]) -> float | None:
+    """The crossover: the smallest GEMM size (``gflop``) from which sparse is at least as fast as dense
+    (``speedup`` >= 1) at every larger measured size; None where it loses at the largest."""
+    crossover = None
+    for row in sorted(rows, key=lambda r: r["gflop"], reverse=True):
+        if row["speedup"] < 1:
+            break
+        crossover = row["gflop"]
+    return crossover
+
+
+def headline_rows(best: Mapping[str, bench.Comparison], per_call: Mapping[str, bench.Comparison],
+                  gflop: Mapping[str, float]) -> list[dict]:
+    """Per GEMM, the fastest sparse case against the fastest dense one: their kernels' time, speedup and
+    interval (``on`` kernel time where measured), and the same two cases per call."""
+    rows = []
+    for gemm, cmp in best.items():
+        call = per_call[gemm]
+        lo, hi = cmp.interval
+        rows.append({"gemm": gemm, "gflop": gflop[gemm], "dense": cmp.label_a.split(" ", 1)[-1],
+                     "sparse": cmp.label_b.split(" ", 1)[-1], f"dense_{cmp.on}_ms": cmp.median_a_ms,
+                     f"sparse_{cmp.on}_ms": cmp.median_b_ms, "speedup": cmp.speedup, "interval": f"{lo:.2f}-{hi:.2f}x",
+                     "on": cmp.on, "verdict": _verdict(cmp), "sparse_call_ms": call.median_b_ms,
+                     "call_speedup": call.speedup})
+    return rows
+
+
+def crossover_text(rows: Sequence[Mapping]) -> str:
+    """One line on the crossover of `rows` (gemm, gflop, speedup): where it lies, and the size below it."""
+    crossover = crossover_gflop(rows)
+    ordered = sorted(rows, key=lambda r: r["gflop"])
+    if crossover is None:
+        return (f"no crossover in the sweep: sparse loses at the largest GEMM ({ordered[-1]['gemm']}, "
+                f"{ordered[-1]['speedup']:.2f}x)")
+    at = next(r for r in ordered if r["gflop"] == crossover)
+    below = [r for r in ordered if r["gflop"] < crossover]
+    loses = (f"; below it, {below[-1]['gemm']} ({below[-1]['gflop']:,.0f} GFLOP) at {below[-1]['speedup']:.2f}x"
+             if below else "; sparse wins at every size of the sweep")
+    return f"crossover: {crossover:,.0f} GFLOP ({at['gemm']}, {at['speedup']:.2f}x){loses}"
 
 
 def zeros_rows(cases: Sequence[Case], runs: dict[str, list[bench.Measurement]]) -> list[dict]:
-    """For each GEMM of :func:`zeros_cases`: the pruned weight's speed over the random one's (dense kernel)."""
+    """For each GEMM of :func:`zeros_cases`: the pruned weight's speed over the random one's (dense kernel),
+    on kernel time where measured (on a CPU: host time)."""
     rows = []
     for random_case, pruned_case in zip(cases[0::2], cases[1::2]):
-        cmp = bench.compare(runs[random_case.label], runs[pruned_case.label])
+        cmp = device_compare(runs[random_case.label], runs[pruned_case.label])
+        lo, hi = cmp.interval
         rows.append({"gemm": random_case.params["gemm"], "gflop": random_case.flops / 1e9,
                      "variant": f"dense kernel, 50% zeros ({random_case.precision.upper()})",
                      "dense_ms": cmp.median_a_ms, "sparse_ms": cmp.median_b_ms, "speedup": cmp.speedup,
-                     "noise_pct": cmp.noise_pct, "significant": cmp.significant})
+                     "interval": f"{lo:.2f}-{hi:.2f}x", "on": cmp.on, "significant": cmp.significant,
+                     "verdict": _verdict(cmp)})
     return rows
 
 
@@ -334,14 +418,16 @@ class LayerStudy:
     conv_errors: dict[str, float]          # per GEMM: its relative error against the convolution
     runs: dict[str, list[bench.Measurement]]
     speed: list[dict] = field(default_factory=list)            # speedup_rows, variant "digits CNN layers, ..."
-    best: dict[str, bench.Comparison] = field(default_factory=dict)   # per GEMM: best sparse vs best dense
+    best: dict[str, bench.Comparison] = field(default_factory=dict)   # per GEMM: best sparse vs best dense (kernel)
+    per_call: dict[str, bench.Comparison] = field(default_factory=dict)   # the same two cases, per call (event)
     flops: dict[str, int] = field(default_factory=dict)        # per GEMM
 
 
 def layer_study(models: Mapping[str, tuple[nn.Module, torch.Tensor]], names: Sequence[str], *, device: str,
-                backends: Sequence[str], warmup_ms: float, measure_ms: float) -> LayerStudy:
-    """:func:`model_layer_cases` for each (model, images) by tag, all cases timed in the same interleaved
-    passes; per GEMM the speedup rows and the fastest sparse case against the fastest dense one."""
+                backends: Sequence[str], warmup_ms: float, measure_ms: float, passes: int = bench.PASSES) -> LayerStudy:
+    """:func:`model_layer_cases` for each (model, images) by tag, all cases timed in the same `passes`
+    interleaved passes; per GEMM the speedup rows and the fastest sparse case against the fastest dense
+    one (on kernel time where measured), and the same two cases per call."""
     cases: list[Case] = []
     refused: dict[str, dict[str, str]] = {}
     conv_errors: dict[str, float] = {}
@@ -349,33 +435,44 @@ def layer_study(models: Mapping[str, tuple[nn.Module, torch.Tensor]], names: Seq
         found, refused[tag], errors = model_layer_cases(model, names, images, device=device, backends=backends, tag=tag)
         cases += found
         conv_errors.update(errors)
-    runs = measure_cases(cases, device=device, warmup_ms=warmup_ms, measure_ms=measure_ms, desc="layers")
+    runs = measure_cases(cases, device=device, passes=passes, warmup_ms=warmup_ms, measure_ms=measure_ms, desc="layers")
     speed = speedup_rows(cases, runs)
     for row in speed:
         row["variant"] = f"digits CNN layers, {row['variant']}"
     flops = {c.params["gemm"]: c.flops for c in cases if c.params["backend"] != "dense"}
     best = {gemm: best_against_best(cases, runs, gemm) for gemm in flops}
-    return LayerStudy(cases, refused, conv_errors, runs, speed, best, flops)
+    per_call = {gemm: per_call_of(runs, cmp) for gemm, cmp in best.items()}
+    return LayerStudy(cases, refused, conv_errors, runs, speed, best, per_call, flops)
 
 
 # -- figures ----------------------------------------------------------------------------------------
 
 def speedup_plot(rows: Sequence[dict], *, title: str, path: str | Path, ylabel: str,
-                 points: Sequence[dict] = ()) -> Path:
-    """Speedup against GEMM size (GFLOP, log scale): one line per variant of `rows` (a sweep), unconnected
-    markers per variant of `points` (single layers), and the break-even line at 1."""
+                 points: Sequence[dict] = (), crossover: float | None = None) -> Path:
+    """Speedup against GEMM size (GFLOP, log scales): one solid line per variant of `rows` (a sweep, its
+    ``speedup``: kernel time where measured), the same variant per call dashed where rows carry
+    ``call_speedup``, unconnected markers per variant of `points` (single layers), the line at 1 and,
+    if given, the crossover size."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=plots.FIGSIZE, dpi=plots.DPI)
     for variant in dict.fromkeys(r["variant"] for r in rows):
-        xy = sorted((r["gflop"], r["speedup"]) for r in rows if r["variant"] == variant)
-        ax.plot([p[0] for p in xy], [p[1] for p in xy], marker="o", label=variant)
+        mine = sorted((r for r in rows if r["variant"] == variant), key=lambda r: r["gflop"])
+        on = mine[0].get("on", "event")
+        line, = ax.plot([r["gflop"] for r in mine], [r["speedup"] for r in mine], marker="o",
+                        label=f"{variant} ({'kernel time' if on == 'kernel' else 'time per call'})")
+        if on == "kernel" and all("call_speedup" in r for r in mine):
+            ax.plot([r["gflop"] for r in mine], [r["call_speedup"] for r in mine], marker=".", linestyle=":",
+                    color=line.get_color(), label=f"{variant} (per call, events)")
     for variant, marker in zip(dict.fromkeys(r["variant"] for r in points), "XPD*"):
         xy = [(r["gflop"], r["speedup"]) for r in points if r["variant"] == variant]
         ax.scatter([p[0] for p in xy], [p[1] for p in xy], marker=marker, s=60, label=variant, zorder=3)
-    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="break-even (dense = 1.0x)")
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1, label="dense = 1.0x")
+    if crossover is not None:
+        ax.axvline(crossover, color="black", linestyle="-.", linewidth=1, label=f"crossover ({crossover:,.0f} GFLOP)")
     ax.set_xscale("log")
-    ax.set(title=title, xlabel="GEMM size: GFLOP per product (2·N·K·M, log scale)", ylabel=ylabel)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.set_yscale("log")
+    ax.set(title=title, xlabel="GEMM size: GFLOP per product (2·N·K·M, log scale)", ylabel=f"{ylabel}, log scale")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
     return plots.finish_figure(fig, [*rows, *points], path)

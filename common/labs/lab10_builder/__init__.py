@@ -30,8 +30,8 @@ from .torch_compile import (COMPILE_MODES, CompileRun, CompileStudy, cache_rows,
 from .tradeoff import (SHORT_MODE, all_tradeoff_rows, break_even_inferences, level_plot, tradeoff_plot, tradeoff_rows,
                        verdict)
 from .trt_study import (A100, DEFAULTS, H100, KNOB_VALUES, EngineResult, TensorRTResults, build_and_measure,
-                        build_checked, cache_key_checks, editable_cache_study, engine_trtexec, knob_configs,
-                        measure_engines, planned_trtexec, reuse_study, static_config, static_profile,
+                        build_checked, built_trtexec, cache_key_checks, editable_cache_study, engine_trtexec,
+                        knob_configs, measure_engines, planned_trtexec, reuse_study, static_config, static_profile,
                         timing_cache_study, trtexec_lines)
 
 __all__ = [
@@ -46,6 +46,6 @@ __all__ = [
     "SHORT_MODE", "all_tradeoff_rows", "break_even_inferences", "level_plot", "tradeoff_plot", "tradeoff_rows",
     "verdict",
     "A100", "DEFAULTS", "H100", "KNOB_VALUES", "EngineResult", "TensorRTResults", "build_and_measure", "build_checked",
-    "cache_key_checks", "editable_cache_study", "engine_trtexec", "knob_configs", "measure_engines", "planned_trtexec",
-    "reuse_study", "static_config", "static_profile", "timing_cache_study", "trtexec_lines",
+    "built_trtexec", "cache_key_checks", "editable_cache_study", "engine_trtexec", "knob_configs", "measure_engines",
+    "planned_trtexec", "reuse_study", "static_config", "static_profile", "timing_cache_study", "trtexec_lines",
 ]

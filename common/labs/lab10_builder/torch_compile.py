@@ -154,7 +154,7 @@ def compile_and_measure(lab: LabModel, module: nn.Module, x: torch.Tensor, refer
                    mode: {"fn": lambda: call(x), "name": name}}
         runs = bench.measure_interleaved(configs, passes=passes, backend=f"{device} {precision}", batch_size=lab.batch,
                                          device=device, stream=stream, warmup_ms=warmup_ms, measure_ms=measure_ms)
-        kernels = profile_kernels(lambda: call(x), label=name, device=device, stream=stream)
+        kernels = profile_kernels(lambda: call(x), label=f"{lab.name}: {name}", device=device, stream=stream)
     compiler.reset_compiler_state()   # nothing compiled may outlive its (deleted) cache folder
     (cold_s, cold_cache), warm_attempt = attempts[0], (attempts[1] if warm else None)
     return CompileRun(lab.name, mode, cold_s, cold_cache, warm_attempt[0] if warm_attempt else None,
@@ -255,7 +255,8 @@ def compile_study(lab: LabModel, modes: Sequence[str], *, device: str, precision
     if stream is not None:
         stream.synchronize()
     eager_error = checks.verify(eager_out, reference, f"eager {lab.name}", precision=precision)
-    eager_kernels = profile_kernels(lambda: module(x), label="PyTorch eager", device=device, stream=stream)
+    eager_kernels = profile_kernels(lambda: module(x), label=f"{lab.name}: PyTorch eager", device=device,
+                                    stream=stream)
     runs = [compile_and_measure(lab, module, x, reference, mode, precision=precision, stream=stream,
                                 warm=mode in warm_modes, passes=passes, warmup_ms=warmup_ms, measure_ms=measure_ms)
             for mode in tqdm(modes, desc=f"torch.compile {lab.name}", disable=not progress, leave=False)]

@@ -319,3 +319,21 @@ def planned_trtexec(scale: str) -> dict[str, list[str]]:
             onnx["convnet"], knob_configs(base["convnet"], knob, values).items())],
     }
     return sections
+
+
+def built_trtexec(results: TensorRTResults, onnx_paths: Mapping[str, str | Path],
+                  deep_onnx: str | Path) -> dict[str, list[str]]:
+    """The trtexec command of every engine the TensorRT branch built, in :func:`planned_trtexec`'s sections."""
+    editable = [results.editable["original"]] + ([results.editable["forced"]] if results.editable["forced"] else [])
+    return {
+        "builder_optimization_level 0-5": [line for name, rs in results.levels.items()
+                                           for line in engine_trtexec(onnx_paths[name], rs)],
+        "timing cache, cold then warm (run each command twice)": [
+            line for name, study in results.cache.items()
+            for line in engine_trtexec(onnx_paths[name], [study["cold"], study["warm"]])],
+        "another model's timing cache (a copy of the MLP's)": engine_trtexec(
+            deep_onnx, [results.reuse["empty"], results.reuse["reused"]]),
+        "editable timing cache": engine_trtexec(onnx_paths["mlp"], editable),
+        "tactic knobs (convnet)": [line for rs in results.knobs.values()
+                                   for line in engine_trtexec(onnx_paths["convnet"], rs)],
+    }

@@ -38,9 +38,10 @@ from common import bench, checks, env
 from common.trt import compat
 from common.trt.build import EngineBuildError, _host_bytes, load_engine
 from common.trt.logger import BuildLog, make_logger
+from common.trt.profile import profile_layers, share_pct
 
 from . import kernels
-from .calls import host_comparison
+from .calls import device_comparison, host_ratio
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -352,7 +353,8 @@ VARIANTS = {
 def study(shape: Tuple[int, int, int, int], *, seed: int = 0) -> Dict[str, Any]:
     """Build the engines of :data:`VARIANTS` (the AOT one where :func:`aot_plugins_available`), read
     them with the inspector, check them against PyTorch (the whole-network FP16 tolerance), time them
-    (two interleaved passes) and try each plan in a bare process. Needs TensorRT, Triton and a GPU."""
+    (interleaved passes), read each one's per-layer profile (the conversion layers' share of its time)
+    and try each plan in a bare process. Needs TensorRT, Triton and a GPU."""
     import tensorrt as trt
     import tensorrt.plugin as trtp
     import torch
@@ -377,7 +379,8 @@ def study(shape: Tuple[int, int, int, int], *, seed: int = 0) -> Dict[str, Any]:
                      "runtime_tactic": ran[0] if len(ran) == 1 else None})
     configs = {name: {"fn": runner.enqueue, "stream": runner.stream(0), "name": f"{name}, TensorRT",
                       "backend": f"TensorRT {env.detect().tensorrt}"} for name, runner in runners.items()}
-    runs = bench.measure_interleaved(configs, passes=2, device="cuda", warmup_ms=50, measure_ms=200)
+    runs = bench.measure_interleaved(configs, passes=bench.PASSES, device="cuda", warmup_ms=20, measure_ms=80)
+    layer_times = {name: profile_layers(runner) for name, runner in runners.items()}   # after timing: it syncs
     plan_dir = env.cache_dir() / "lab11"
     plan_dir.mkdir(parents=True, exist_ok=True)
     for row in rows:
@@ -386,15 +389,32 @@ def study(shape: Tuple[int, int, int, int], *, seed: int = 0) -> Dict[str, Any]:
         path.write_bytes(built[name].plan)
         row["loads_without_python"] = loads_in_bare_process(path)
         row["latency_ms"] = bench.median_latency_ms(runs[name])
+        row.update(bench.kernel_fields(runs[name]))
         row["host_us_per_enqueue"] = 1e3 * bench.median_host_ms(runs[name])
+        row["conversion_share_pct"] = share_pct(layer_times[name], row["conversion_names"])
+        row["slowest_layers"] = [(r["layer"], r["share_pct"]) for r in layer_times[name].table(top=3)]
     timed = {name: tactics_timed(b) for name, b in built.items() if b.plugin == MULTI_FORMAT_PLUGIN and not b.aot}
     return {"rows": rows, "runs": runs, "tactics_timed": timed}
 
 
 def engine_comparisons(trt_study: Dict[str, Any]) -> Tuple[bench.Comparison, Union[bench.Comparison, None]]:
-    """The multi-format JIT engine against the FP32-LINEAR one (device time), and the AOT engine
-    against the JIT one on host time per enqueue (None where the study built no AOT engine)."""
+    """The multi-format JIT engine against the FP32-LINEAR one (kernel time where measured), and the AOT
+    engine's host time per enqueue as a multiple of the JIT one's (None where no AOT engine was built)."""
     fp32_name, jit_name, aot_name = VARIANTS
     runs = trt_study["runs"]
-    host = host_comparison(runs, jit_name, aot_name) if aot_name in runs else None
-    return bench.compare(runs[fp32_name], runs[jit_name]), host
+    host = host_ratio(runs, jit_name, aot_name) if aot_name in runs else None
+    return device_comparison(runs[fp32_name], runs[jit_name]), host
+
+
+def trtexec_lines(plan_dir: str = ".") -> List[str]:
+    """How trtexec reproduces each engine of :data:`VARIANTS`. The engines are built with the network
+    API (no ONNX), so trtexec can only load a saved plan: the AOT one runs in trtexec as it is (its
+    kernel is in the plan); a JIT plan needs the plugin's Python code in the process, which trtexec is not."""
+    lines = []
+    for name, (_, aot, file) in VARIANTS.items():
+        if aot:
+            lines.append(f"{name}: trtexec --loadEngine={Path(plan_dir) / file} --dumpProfile --dumpLayerInfo")
+        else:
+            lines.append(f"{name}: no trtexec equivalent (a JIT Python plugin runs only in a Python process that "
+                         "registered it; build and run it with lab.study)")
+    return lines
