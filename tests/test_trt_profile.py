@@ -75,3 +75,35 @@ def test_attach_profiler_forwards_reports(monkeypatch):
     profiler.report_layer_time("conv1", 0.75)
     assert lt.samples_ms("conv1") == [0.25, 0.75]
     assert profiler in lt._keep_alive
+
+
+def test_profile_layers_drops_the_warmup_and_detaches_and_share_pct_sums_the_named_layers(monkeypatch):
+    from common.trt.profile import profile_layers, share_pct
+
+    class IProfiler:
+        def __init__(self):
+            pass
+
+    fake = types.ModuleType("tensorrt")
+    fake.IProfiler = IProfiler
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    context = types.SimpleNamespace(profiler=None)
+
+    class Runner:   # an EngineRunner whose enqueue reports two layers to the attached profiler
+        calls = 0
+
+        def context(self, ctx_index=0):
+            return context
+
+        def enqueue(self, ctx_index=0):
+            Runner.calls += 1
+            context.profiler.report_layer_time("gemm", 3.0 if Runner.calls > 2 else 50.0)
+            context.profiler.report_layer_time("reformat", 1.0)
+
+        def synchronize(self, ctx_index=0):
+            pass
+
+    times = profile_layers(Runner(), runs=4, warmup=2)
+    assert Runner.calls == 6 and times.runs == 4 and times.median_ms("gemm") == 3.0
+    assert context.profiler is None   # detached: later enqueues are plain again
+    assert share_pct(times, ["reformat"]) == pytest.approx(25.0) and share_pct(LayerTimes(), ["x"]) == 0.0

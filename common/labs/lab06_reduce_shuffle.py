@@ -187,7 +187,7 @@ def pcts_of_copy(ceiling: Any, gbps: Sequence[float]) -> list[tuple[float, str]]
     """
     from ..ceilings import CeilingExceeded, CeilingWarning
 
-    finite = [g for g in gbps if g == g]
+    finite = [g for g in gbps if not math.isnan(g)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CeilingWarning)
         if finite:
@@ -197,6 +197,9 @@ def pcts_of_copy(ceiling: Any, gbps: Sequence[float]) -> list[tuple[float, str]]
                 pass
         out = []
         for g in gbps:
+            if math.isnan(g):   # a view moves no bytes: no bandwidth to compare
+                out.append((float("nan"), ""))
+                continue
             try:
                 out.append((ceiling.pct_of_copy(g), ""))
             except CeilingExceeded:

@@ -83,7 +83,7 @@ def test_switch_study_rejects_unknown_keys_and_zero_steady_runs():
 
 
 def test_per_key_rows_give_one_point_per_batch():
-    targets = {1: lab.Target(run=sleeper(1)), 4: lab.Target(run=sleeper(4))}
+    targets = {1: lab.Target(run=sleeper(1)), 4: lab.Target(run=sleeper(15))}   # far apart: a loaded host stays ordered
     rows = lab.switch_study("new", "test", targets, [1, 4], steady_runs=2).per_key_rows()
     assert [r["key"] for r in rows] == [1, 4]
     assert rows[1]["steady_ms"] > rows[0]["steady_ms"]
@@ -494,8 +494,9 @@ def test_compile_steady_rows_and_notes_explain_a_static_compile_slower_than_eage
     notes = lab.compile_notes(rows)
     assert len(notes) == 2
     assert notes[0].startswith("batch 4: static compile at 0.82x eager on event time (interval ")
-    assert "host-bound (static 29% busy, eager 71% busy)" in notes[0] and "static is 2.00x eager" in notes[0]
-    assert "the compiled kernels themselves take longer (0.83x eager on kernel time)" in notes[1]
+    assert "host-bound (static 29% busy, eager 71%)" in notes[0]
+    assert notes[0].endswith("its kernels take 0.50x eager's kernel time")
+    assert notes[1].endswith("the compiled kernels themselves take longer (1.21x eager's kernel time)")
     faster = lab.CompileStudy(False, [], {4: _measurements(0.2, 4, 0.1)})
     assert lab.compile_notes(lab.compile_steady_rows(faster, faster, {4: host_bound[0]})) == []
 
@@ -584,3 +585,198 @@ def test_tensorrt_claims_not_applicable_without_tensorrt(installed, why):
     assert lab.tensorrt_claims({}, {}, [], {}, tensorrt_installed=installed, lab_report=lab_report) is lab_report
     assert [(c.claim, c.status, c.why) for c in lab_report.claims] == [
         (claim, report.NOT_APPLICABLE, why) for claim in lab.TRT_CLAIMS]
+
+
+# -- steady state with the harness, and what stands out ---------------------------------------------
+
+def test_steady_state_rows_measure_each_target_over_passes_on_cpu():
+    targets = {1: lab.Target(run=sleeper(1)), 2: lab.Target(run=sleeper(10))}
+    rows = lab.steady_state_rows("sleep", targets, passes=2, warmup_ms=2, measure_ms=12)
+    assert [r["key"] for r in rows] == [1, 2] and all(len(r["pass_medians_ms"]) == 2 for r in rows)
+    assert rows[1]["latency_ms"] > rows[0]["latency_ms"] and {r["regime"] for r in rows} == {"cpu"}
+
+
+def _visit_rows(steady_ms):
+    return [{"key": b, "steady_ms": ms} for b, ms in steady_ms.items()]
+
+
+def _harness_rows(event_ms, kernel_ms=None):
+    return [{"key": b, "latency_ms": ms, "kernel_ms": (kernel_ms or {}).get(b, float("nan")),
+             "gpu_busy": (kernel_ms or {}).get(b, float("nan")) / ms, "pass_medians_ms": [ms] * 5}
+            for b, ms in event_ms.items()]
+
+
+VISITS = {1: 1.6, 2: 1.55, 4: 1.56, 12: 1.58, 16: 2.86, 24: 1.67}
+
+
+def test_standing_out_says_noise_when_the_harness_does_not_reproduce_it():
+    flat = {b: 1.6 for b in VISITS}
+    lines = lab.standing_out(_visit_rows(VISITS), _harness_rows(flat, {b: 0.4 for b in VISITS}))
+    assert len(lines) == 1 and lines[0].startswith("batch 16: steady median 2.86 ms in the switching study, 1.76x")
+    assert "1.00x on event time, 1.00x on kernel time, 25% busy" in lines[0]
+    assert lines[0].endswith("not reproduced: noise at that one visit (a few steady runs, each from an idle device)")
+
+
+def test_standing_out_tells_device_from_host_when_the_harness_reproduces_it():
+    event = {**{b: 1.6 for b in VISITS}, 16: 2.9}
+    device = lab.standing_out(_visit_rows(VISITS), _harness_rows(event, {**{b: 0.4 for b in VISITS}, 16: 1.6}))
+    assert device[0].endswith("the GPU's own work at this shape is longer: the kernels chosen for it run slower")
+    host = lab.standing_out(_visit_rows(VISITS), _harness_rows(event, {b: 0.4 for b in VISITS}))
+    assert host[0].endswith("the kernels take no longer: the extra time is the host's, per call")
+    unknown = lab.standing_out(_visit_rows(VISITS), _harness_rows(event))
+    assert unknown[0].endswith("reproduced; no kernel time here to say whether host or device")
+    assert lab.standing_out(_visit_rows({b: 1.6 for b in VISITS}), _harness_rows(event)) == []
+
+
+# -- allocation strategies, with a stand-in TensorRT --------------------------------------------
+
+class _Enum:
+    def __init__(self, **members):
+        self.__dict__.update(members)
+
+
+class StandInTrt(types.ModuleType):
+    """The few TensorRT names the allocation study uses."""
+
+    def __init__(self, version="11.4.0"):
+        super().__init__("tensorrt")
+        self.__version__ = version
+        self.ExecutionContextAllocationStrategy = _Enum(STATIC="STATIC", ON_PROFILE_CHANGE="ON_PROFILE_CHANGE",
+                                                        USER_MANAGED="USER_MANAGED")
+        self.TensorIOMode = _Enum(INPUT="INPUT", OUTPUT="OUTPUT")
+
+
+MiB = 2**20
+
+
+class StandInContext:
+    """Takes device memory as TensorRT documents each strategy to, and copies input to output."""
+
+    def __init__(self, engine, strategy):
+        self.engine, self.strategy, self.active_optimization_profile = engine, strategy, 0
+        self.addresses, self.shape, self.user_memory = {}, None, None
+        self.held = engine.device_memory_size_v2 if strategy == "STATIC" else 0
+        engine.taken += self.held + MiB   # 1 MiB of the context's own state, whatever the strategy
+
+    def set_optimization_profile_async(self, profile, stream):
+        self.active_optimization_profile = profile
+        if self.strategy == "ON_PROFILE_CHANGE":
+            self.engine.taken += self.engine.get_device_memory_size_for_profile_v2(profile) - self.held
+            self.held = self.engine.get_device_memory_size_for_profile_v2(profile)
+        return True
+
+    def set_input_shape(self, name, shape):
+        self.shape = tuple(shape)
+        return True
+
+    def update_device_memory_size_for_shapes(self):
+        return self.shape[0] * MiB
+
+    def set_device_memory(self, ptr, size):
+        self.user_memory = (ptr, size)
+
+    def set_tensor_address(self, name, ptr):
+        self.addresses[name] = ptr
+        return True
+
+    def execute_async_v3(self, stream):
+        if self.strategy == "USER_MANAGED" and self.user_memory is None:
+            return False
+        if self.strategy == "ON_PROFILE_CHANGE" and self.held == 0:   # profile 0 is selected at creation
+            self.set_optimization_profile_async(0, stream)
+        nbytes = 2 * self.shape[0] * self.shape[1]   # FP16
+        ctypes.memmove(self.addresses["output"], self.addresses["input"], nbytes)
+        return True
+
+
+class StandInEngine:
+    num_io_tensors, num_optimization_profiles = 2, 2
+    device_memory_size_v2 = 40 * MiB
+
+    def __init__(self):
+        self.taken, self.created = 0, []
+
+    def get_tensor_name(self, i):
+        return ("input", "output")[i]
+
+    def get_tensor_mode(self, name):
+        return "INPUT" if name == "input" else "OUTPUT"
+
+    def get_tensor_dtype(self, name):
+        return types.SimpleNamespace(name="HALF")
+
+    def get_tensor_profile_shape(self, name, profile):
+        return [((1, 4), (4, 4), (8, 4)), ((16, 4), (32, 4), (64, 4))][profile]
+
+    def get_device_memory_size_for_profile_v2(self, profile):
+        return (10 * MiB, 40 * MiB)[profile]
+
+    def create_execution_context(self, strategy):
+        self.created.append(strategy)
+        return StandInContext(self, strategy)
+
+
+def _allocation_study(monkeypatch, version="11.4.0"):
+    monkeypatch.setitem(sys.modules, "tensorrt", StandInTrt(version))
+    engine = StandInEngine()
+    inputs = {b: torch.randn(b, 4).half() for b in (8, 32)}
+    inputs = {8: inputs[8], 32: inputs[32]}
+    reference = {b: x.float() for b, x in inputs.items()}
+    rows = lab.allocation_strategy_study(engine, "input", inputs, reference, free_bytes=lambda: -engine.taken)
+    return engine, rows
+
+
+def test_allocation_strategy_study_creates_a_context_per_strategy_and_records_its_memory(monkeypatch):
+    engine, rows = _allocation_study(monkeypatch)
+    assert engine.created == list(lab.STRATEGIES)
+    by = {(r["strategy"], r["batch"]): r for r in rows}
+    assert [(r["strategy"], r["batch"], r["profile"]) for r in rows] == [
+        (s, b, p) for s in lab.STRATEGIES for b, p in ((8, 0), (32, 1))]
+    assert by[("STATIC", 8)]["created_bytes"] == 41 * MiB and by[("STATIC", 8)]["engine_says_bytes"] == 40 * MiB
+    assert by[("ON_PROFILE_CHANGE", 8)]["taken_bytes"] == 11 * MiB       # the small profile's memory only
+    assert by[("ON_PROFILE_CHANGE", 32)]["taken_bytes"] == 41 * MiB
+    user = by[("USER_MANAGED", 32)]
+    assert user["created_bytes"] == MiB and user["caller_bytes"] == 40 * MiB and user["for_shapes_bytes"] == 32 * MiB
+    assert by[("USER_MANAGED", 8)]["caller_bytes"] == 10 * MiB and by[("STATIC", 8)]["for_shapes_bytes"] is None
+    assert all(r["relative_error"] == 0.0 and r["note"] == "" for r in rows)
+    table = lab.allocation_rows_for_table(rows)
+    assert table[0]["allocated_by"] == "TensorRT" and table[-1]["allocated_by"] == "caller"
+    assert table[0]["engine_says_MiB"] == 40.0 and table[0]["for_shapes_MiB"] != table[0]["for_shapes_MiB"]   # nan
+    lab_report = lab.tensorrt_claims(*_trt_inputs(True)[:4], rows, tensorrt_installed=True)
+    assert [c.status for c in lab_report.claims[7:]] == [report.HOLDS, report.HOLDS]
+
+
+def test_allocation_strategy_study_prints_the_10_8_note_on_the_profile_figures(monkeypatch):
+    _, rows = _allocation_study(monkeypatch, version="10.8.0")
+    assert {r["note"] for r in rows if r["strategy"] == "STATIC"} == {""}   # STATIC reads device_memory_size_v2
+    notes = {r["note"] for r in rows if r["strategy"] != "STATIC"}
+    assert len(notes) == 1 and "non-v2" in notes.pop()
+
+
+def test_allocation_strategy_study_refuses_a_context_whose_output_is_off(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", StandInTrt())
+    engine = StandInEngine()
+    inputs = {8: torch.randn(8, 4).half()}
+    with pytest.raises(checks.VerificationError, match="strategy STATIC at batch 8"):
+        lab.allocation_strategy_study(engine, "input", inputs, {8: -inputs[8].float()}, free_bytes=lambda: 0)
+
+
+def test_strategy_member_names_only_tensorrts_three_strategies():
+    trt = StandInTrt()
+    assert [lab.strategy_member(trt, s) for s in lab.STRATEGIES] == list(lab.STRATEGIES)
+    with pytest.raises(ValueError, match="one of"):
+        lab.strategy_member(trt, "DYNAMIC")
+
+
+def test_trtexec_commands_build_every_engine_and_the_allocation_strategies():
+    sources = {"edge-mask on": frozenset({"EDGE_MASK_CONVOLUTIONS", "JIT_CONVOLUTIONS"}),
+               "edge-mask off": frozenset({"JIT_CONVOLUTIONS"})}
+    commands = lab.trtexec_commands("04_resnet18_full_fp16.onnx", (3, 224, 224), narrow=((1, 4, 8), (16, 32, 64)),
+                                    wide=(1, 16, 64), tactic_sources=sources, batch=8)
+    assert len(commands) == 5
+    assert "--tacticSources=+EDGE_MASK_CONVOLUTIONS,+JIT_CONVOLUTIONS" in commands[0]
+    assert "--tacticSources=-EDGE_MASK_CONVOLUTIONS,+JIT_CONVOLUTIONS" in commands[1]
+    assert "--profile" not in commands[2] and "--optShapes=input:16x3x224x224" in commands[2]
+    assert commands[3].endswith("--allocationStrategy=profile") and commands[4].endswith("--allocationStrategy=runtime")
+    assert all("--shapes=input:8x3x224x224" in c for c in commands)
+    assert all("--useProfile=0" in c for c in commands[:2] + commands[3:])

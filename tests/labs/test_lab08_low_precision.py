@@ -13,7 +13,7 @@ import onnx
 import pytest
 import torch
 
-from common import cases, checks, env, models, training
+from common import bench, cases, checks, env, models, training
 from common import onnx as onnx_tools
 from common.exercises.lab08 import qdq_example_graphs
 from common.labs import lab08_low_precision as lab
@@ -143,16 +143,58 @@ def test_autocast_logits_stay_close_to_fp32(small_model, digits):
 
 
 def test_speed_rows_and_precision_speedups_on_cpu(small_model, digits):
-    timed = [lab.model_case(small_model, digits.test.images[:32], p, device="cpu", label=f"m {p}") for p in ("fp32", "bf16")]
-    runs = cases.measure_cases(timed, device="cpu", warmup_ms=1, measure_ms=5, progress=False)
+    timed = lab.precision_cases({"m": (small_model, digits.test.images[:32])}, ("fp32", "bf16"), device="cpu",
+                                layouts=("nchw",))
+    runs = cases.measure_cases(timed, device="cpu", passes=2, warmup_ms=1, measure_ms=5, progress=False)
     rows = lab.speed_rows(timed, runs)
-    assert [r["case"] for r in rows] == ["m fp32", "m bf16"]
+    assert [r["case"] for r in rows] == ["m fp32 nchw", "m bf16 nchw"]
+    assert [(r["model"], r["precision"], r["layout"]) for r in rows] == [("m", "fp32", "nchw"), ("m", "bf16", "nchw")]
     assert rows[0]["img_per_s"] == pytest.approx(32 / (rows[0]["latency_ms"] / 1e3))
-    for row in rows:
-        row["model"] = row["case"].rsplit(" ", 1)[0]
+    assert rows[0]["regime"] == "cpu"
     speedups = lab.precision_speedups(rows, runs)
-    assert list(speedups) == [("m", "bf16")]
-    assert speedups[("m", "bf16")].label_a == "m fp32" and speedups[("m", "bf16")].label_b == "m bf16"
+    assert list(speedups) == [("m", "bf16")] and speedups[("m", "bf16")].on == "event"   # no kernel time on a CPU
+    assert speedups[("m", "bf16")].label_a == "m fp32 nchw" and speedups[("m", "bf16")].label_b == "m bf16 nchw"
+    assert lab.layout_comparisons(rows, runs) == {}
+
+
+def _fake(name, event_ms, kernel_ms):
+    stats = bench.Stats.of([event_ms])
+    kernel = bench.KernelTime(kernel_ms, kernel_ms, 0.0, 3, 1)
+    return [bench.Measurement(name, "test", "cuda", 64, stats, stats, event_ms, 1, 0.0, "cuda-events", kernel=kernel)
+            for _ in range(5)]
+
+
+def test_layouts_are_chosen_and_compared_on_kernel_time():
+    """FP32 faster in NCHW (cuDNN's channels-last FP32 kernels are slow), FP16 faster channels-last."""
+    times = {("fp32", "nchw"): (20.0, 19.0), ("fp32", "channels_last"): (60.0, 59.0),
+             ("fp16", "nchw"): (4.0, 3.9), ("fp16", "channels_last"): (3.0, 2.9)}
+    runs = {f"w {p} {l}": _fake(f"w {p} {l}", e, k) for (p, l), (e, k) in times.items()}
+    rows = [{"case": f"w {p} {l}", "model": "w", "precision": p, "layout": l, "latency_ms": e,
+             **bench.kernel_fields(runs[f"w {p} {l}"])} for (p, l), (e, k) in times.items()]
+    assert lab.best_layouts(rows) == {("w", "fp32"): "nchw", ("w", "fp16"): "channels_last"}
+    layout = lab.layout_comparisons(rows, runs)
+    assert layout[("w", "fp32")].speedup == pytest.approx(59 / 19) and layout[("w", "fp32")].on == "kernel"
+    assert layout[("w", "fp16")].speedup == pytest.approx(2.9 / 3.9)
+    fp16 = lab.precision_speedups(rows, runs)[("w", "fp16")]
+    assert (fp16.label_a, fp16.label_b) == ("w fp32 nchw", "w fp16 channels_last")   # each in its faster layout
+    assert fp16.speedup == pytest.approx(19 / 2.9)
+    with_fields = lab.with_kernel_fields([{"case": "w fp16 nchw"}], runs)
+    assert with_fields[0]["kernel_ms"] == pytest.approx(3.9) and with_fields[0]["regime"] == bench.DEVICE_BOUND
+
+
+def test_model_case_layouts(small_model, digits):
+    x = digits.test.images[:8]
+    assert lab.model_case(small_model, x, "fp32", device="cpu").params["layout"] == "nchw"
+    case = lab.model_case(small_model, x, "fp32", device="cpu", layout="channels_last")
+    assert case.params["layout"] == "channels_last" and case.error <= 1e-5
+    with pytest.raises(ValueError, match="layout must be one of"):
+        lab.model_case(small_model, x, "fp32", device="cpu", layout="nhwc")
+
+
+def test_throughput_plot_uses_a_log_axis(tmp_path):
+    rows = [{"case": "wide fp32", "img_per_s": 5.5e4}, {"case": "small fp16", "img_per_s": 8e6}]
+    png = lab.throughput_plot(rows, title="t", path=tmp_path / "speed")
+    assert png.exists() and (tmp_path / "speed.csv").read_text().startswith("case,img_per_s")
 
 
 def test_fp8_fake_quantize_rounds_and_saturates():
@@ -205,6 +247,40 @@ def test_fp8_linear_stack_on_gpu():
     fp16, fp8 = lab.linear_stack_cases(64, 1024, 2, device="cuda")
     assert fp8.fn().is_cuda and fp8.error <= checks.tolerance("fp8", "model")
     assert fp16.error <= checks.tolerance("fp16", "model")
+
+
+@needs_gpu
+def test_nchw_and_channels_last_fp32_on_gpu(small_model, digits):
+    """Both layouts compute the same FP32 result; which one cuDNN runs faster is what the lab measures."""
+    timed = lab.precision_cases({"m": (small_model, digits.test.images[:256])}, ("fp32",), device="cuda")
+    assert [c.params["layout"] for c in timed] == list(lab.LAYOUTS) and all(c.error <= 1e-5 for c in timed)
+    with lab.gpu_math_defaults():
+        runs = cases.measure_cases(timed, device="cuda", passes=2, warmup_ms=2, measure_ms=5, progress=False)
+    rows = lab.speed_rows(timed, runs)
+    assert all(r["kernel_ms"] > 0 for r in rows)
+    assert lab.layout_comparisons(rows, runs)[("m", "fp32")].on == "kernel"
+
+
+def test_trtexec_and_polygraphy_commands():
+    commands = lab.trtexec_commands((1, 8, 8), 256, bf16=False, fp8=True, max_batch=539)
+    assert list(commands) == ["FP32", "FP16 (AutoCast)", "INT8 Q/DQ (ONNX PTQ)", "INT8 Q/DQ (PyTorch QAT)",
+                              "FP8 Q/DQ (ONNX PTQ)"]
+    assert commands["FP16 (AutoCast)"].startswith("trtexec --onnx=digits_fp16.onnx --minShapes=input:1x1x8x8 "
+                                                  "--optShapes=input:256x1x8x8 --maxShapes=input:539x1x8x8")
+    assert "--shapes=input:256x1x8x8" in commands["FP32"] and "--dumpProfile" in commands["FP32"]
+    assert not any(flag in c for c in commands.values() for flag in ("--fp16", "--int8", "--best"))
+    command = lab.polygraphy_command("trt_int8.onnx", "int8", 256, (1, 8, 8))
+    assert command.startswith("polygraphy run trt_int8.onnx --trt --onnxrt --strongly-typed")
+    assert "'input:[256,1,8,8]'" in command and "--atol 0.15 --rtol 0.15" in command
+
+
+def test_polygraphy_check_reads_the_verdict():
+    passed = lab.polygraphy_check(f"{sys.executable} -c \"print('[I] PASSED | Runtime: 1.2s')\"")
+    assert passed == {"passed": True, "summary": "[I] PASSED | Runtime: 1.2s"}
+    failed = lab.polygraphy_check(f"{sys.executable} -c \"import sys; print('[E] FAILED | Difference'); sys.exit(1)\"")
+    assert failed["passed"] is False and failed["summary"] == "[E] FAILED | Difference"
+    missing = lab.polygraphy_check("no-such-tool-here run x.onnx")
+    assert missing == {"passed": None, "summary": "no-such-tool-here is not on the PATH"}
 
 
 def test_engine_config_names_no_precision():
@@ -313,9 +389,29 @@ def test_export_and_onnx_ptq_place_qdq(trained, digits, tmp_path):
     assert lab.qdq_counts(graph)["QuantizeLinear"] >= 4
     ranges = lab.activation_ranges(graph, "int8")
     assert ranges["input"] == pytest.approx(1.0, rel=1e-2) and all(v > 0 for v in ranges.values())
+    assert lab.activation_scales(graph)["input"] == pytest.approx(ranges["input"] / 127)
+
     assert not lab.qdq_placement(graph)["/classifier/Gemm"]["weight"]   # K = 32, N = 10 < 16: left alone
     logits = lab.ort_logits(out, digits.test.images)
     assert training.accuracy_of(torch.from_numpy(logits).argmax(1), digits.test.labels) > 50
+
+
+def test_onnx_fp8_ptq_reuses_the_int8_calibration(digits, tmp_path):
+    """ModelOpt's ONNX FP8 PTQ calibrates in INT8 and multiplies each scale by 448 / 127 (not 127 / 448):
+    the same amax, which E4M3 then holds at 127^2 / 448 = 36 rather than at 448."""
+    torch.manual_seed(0)
+    model = models.DigitsCNN(32).eval()           # wide enough that ModelOpt's FP8 rules quantize its convolutions
+    fp32 = onnx_tools.export(model, digits.test.images[:4], tmp_path / "fp32.onnx")
+    int8 = onnx.load(str(lab.onnx_ptq(fp32, tmp_path / "int8.onnx", "int8", digits.calib.images[:16], method="max")))
+    fp8 = onnx.load(str(lab.onnx_ptq(fp32, tmp_path / "fp8.onnx", "fp8", digits.calib.images[:16], method="max")))
+    shared = [t for t in lab.activation_scales(fp8) if t in lab.activation_scales(int8)]
+    assert shared
+    for tensor in shared:
+        check = lab.fp8_scale_check(int8, fp8, tensor)
+        assert check["ratio"] == pytest.approx(lab.ONNX_FP8_SCALE_FACTOR, rel=1e-3)
+        assert check["amax_in_e4m3"] == pytest.approx(127 ** 2 / 448, rel=1e-3)
+        assert check["fp8_saturates_at"] == pytest.approx(check["amax"] * (448 / 127) ** 2, rel=1e-3)
+        assert lab.activation_ranges(fp8, "fp8")[tensor] == pytest.approx(check["fp8_saturates_at"])
 
 
 def test_qdq_placement_on_hand_built_graphs():

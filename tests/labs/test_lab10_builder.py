@@ -618,3 +618,8 @@ def test_compile_study_on_gpu_with_cuda_graphs():
     assert [r.mode for r in study.modes] == ["default", "reduce-overhead"] and len(study.eager) == 2
     assert study.run("default").warm_s is not None and study.run("reduce-overhead").warm_s is None
     assert all(r.runs[0].timer == "cuda-events" for r in study.modes)
+    assert all(len(r.eager_runs) == bench.PASSES for r in study.modes)
+    assert study.eager_kernels.device == "cuda" and study.eager_kernels.gemm_kind() == lab.LIBRARY
+    assert study.run("reduce-overhead").kernels.kernels, "CUPTI sees the kernels inside a CUDA-graph replay"
+    assert {row["regime"] for row in study.rows()} <= {"device-bound", "host-bound", "mixed"}
+    assert study.on_device("eager", "default").on == "kernel"

@@ -148,15 +148,16 @@ def compile_notes(rows: Sequence[dict]) -> list[str]:
         if math.isnan(r["static_kernel_ms"]):
             lines.append(f"{head}; no kernel time here to say whether host or device")
             continue
-        kernels = r["eager_kernel_ms"] / r["static_kernel_ms"]
+        kernels = r["static_kernel_ms"] / r["eager_kernel_ms"]
         busy = f"static {r['static_busy']:.0%} busy, eager {r['eager_busy']:.0%}"
         if r["static_regime"] == bench.HOST_BOUND:
             why = (f"host-bound ({busy}): the event time is the host's, the compiled code's Python wrapper "
-                   f"launching its kernels one by one; on kernel time static is {kernels:.2f}x eager")
-        elif kernels < 1:
-            why = f"{busy}: the compiled kernels themselves take longer ({kernels:.2f}x eager on kernel time)"
+                   f"launching its kernels one by one; its kernels take {kernels:.2f}x eager's kernel time")
+        elif kernels > 1:
+            why = f"{busy}: the compiled kernels themselves take longer ({kernels:.2f}x eager's kernel time)"
         else:
-            why = f"{busy}; on kernel time static is {kernels:.2f}x eager: the difference lies between the kernels"
+            why = (f"{busy}; its kernels take {kernels:.2f}x eager's kernel time: the difference lies between "
+                   "the kernels")
         lines.append(f"{head}: {why}")
     return lines
 

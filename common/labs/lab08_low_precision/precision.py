@@ -16,6 +16,7 @@ import contextlib
 import copy
 import io
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,21 +214,31 @@ def score(label: str, backend: str, logits: np.ndarray | torch.Tensor, split: Sp
 
 # -- PyTorch: one model at several precisions ----------------------------------------------------
 
+#: The two memory layouts a convolution can run in: NCHW (PyTorch's default) and channels-last (NHWC).
+LAYOUTS = ("nchw", "channels_last")
+_MEMORY_FORMAT = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
 def model_case(model: nn.Module, images: torch.Tensor, precision: str, *, device: str, label: str = "",
-               reference_model: nn.Module | None = None, tolerance: float | None = None) -> Case:
+               reference_model: nn.Module | None = None, tolerance: float | None = None,
+               layout: str | None = None) -> Case:
     """`model` cast to `precision` ("fp32", "tf32", "fp16", "bf16") on `images`, checked against FP32
     (`reference_model` in FP32, default `model` itself) within `tolerance` (default: the precision's
     whole-model tolerance of :data:`common.checks.TOLERANCE`; for FP32 the one-operation bound, 1e-5:
     the same network computed twice in FP32 differs only in its summation order).
 
-    On a GPU the convolutions run channels-last (the tensor-core layout) and TF32 is switched per
-    call for both cuBLAS and cuDNN: PyTorch allows TF32 in cuDNN convolutions by default, so an
-    "FP32" convolution there is TF32 unless told otherwise.
+    `layout` is "nchw" or "channels_last" (default: channels-last on a GPU, the tensor-core layout;
+    NCHW on a CPU). cuDNN picks different kernels per layout and precision, and its FP32
+    channels-last convolutions can be far slower than its NCHW ones: lab 08 measures both. TF32 is
+    switched per call for both cuBLAS and cuDNN: PyTorch allows TF32 in cuDNN convolutions by
+    default, so an "FP32" convolution there is TF32 unless told otherwise.
     """
-    dtype = TORCH_DTYPE[precision]
-    layout = torch.channels_last if device == "cuda" else torch.contiguous_format
-    net = copy.deepcopy(model).to(device=device, dtype=dtype).eval().to(memory_format=layout)
-    x = images.to(device=device, dtype=dtype).contiguous(memory_format=layout)
+    layout = layout or ("channels_last" if device == "cuda" else "nchw")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    dtype, memory_format = TORCH_DTYPE[precision], _MEMORY_FORMAT[layout]
+    net = copy.deepcopy(model).to(device=device, dtype=dtype).eval().to(memory_format=memory_format)
+    x = images.to(device=device, dtype=dtype).contiguous(memory_format=memory_format)
     tf32 = precision == "tf32"
 
     @torch.inference_mode()
@@ -240,8 +251,23 @@ def model_case(model: nn.Module, images: torch.Tensor, precision: str, *, device
         reference = fp32.to(device=device, dtype=torch.float32).eval()(images.to(device))
     if tolerance is None:
         tolerance = checks.tolerance(precision, "op" if precision == "fp32" else "model")
-    case = Case(label or precision, precision, run, 0, params={"batch": len(images)})
+    case = Case(label or precision, precision, run, 0, params={"batch": len(images), "layout": layout})
     return cases.checked(case, run(), reference, tolerance)
+
+
+def precision_cases(models: dict[str, tuple[nn.Module, torch.Tensor]], precisions: Sequence[str], *, device: str,
+                    layouts: Sequence[str] = LAYOUTS) -> list[Case]:
+    """Every (model, precision, layout): `models` maps a name to (model, the images it runs on). Labels
+    are "name precision layout"; params carry model, precision, layout and batch."""
+    found = []
+    for name, (model, images) in models.items():
+        for precision in precisions:
+            for layout in layouts:
+                case = model_case(model, images, precision, device=device, layout=layout,
+                                  label=f"{name} {precision} {layout}")
+                case.params.update(model=name)
+                found.append(case)
+    return found
 
 
 @torch.inference_mode()
@@ -266,24 +292,89 @@ def gpu_math_defaults() -> Iterator[None]:
          torch.backends.cudnn.benchmark) = saved
 
 
+def judged_on(*runs: Sequence[bench.Measurement]) -> str:
+    """"kernel" where every run carries the GPU's own kernel time (a device effect is judged on it),
+    else "event" (on a CPU: host time)."""
+    measured = all(not math.isnan(m.kernel_ms) for side in runs for m in side)
+    return "kernel" if measured and runs and all(runs) else "event"
+
+
+def device_compare(runs_a: Sequence[bench.Measurement], runs_b: Sequence[bench.Measurement]) -> bench.Comparison:
+    """B against A on kernel time where it was measured (precision is a device effect), else event time."""
+    return bench.compare(runs_a, runs_b, on=judged_on(runs_a, runs_b))
+
+
+def with_kernel_fields(rows: Sequence[dict], runs: dict[str, list[bench.Measurement]], key: str = "case") -> list[dict]:
+    """`rows` with each row's kernel time, GPU busy share and regime (bench.kernel_fields of runs[row[key]])."""
+    return [{**row, **bench.kernel_fields(runs[row[key]])} for row in rows]
+
+
 def speed_rows(timed: Sequence[Case], runs: dict[str, list[bench.Measurement]], unit: str = "img") -> list[dict]:
-    """Per case: median latency over the passes, throughput = batch / median latency, spread, error."""
+    """Per case: median latency over the passes, throughput = batch / median latency, spread, error, and
+    the kernels' own time, busy share and regime."""
     rows = []
     for row, case in zip(cases.result_rows(timed, runs), timed):
         batch = case.params.get("batch", 1)
-        rows.append({"case": case.label, "precision": case.precision, "batch": batch,
-                     "latency_ms": row["latency_ms"], f"{unit}_per_s": batch / (row["latency_ms"] / 1e3),
-                     "spread_pct": row["spread_pct"], "rel_error": case.error})
+        rows.append({"case": case.label, "model": case.params.get("model", ""), "precision": case.precision,
+                     "layout": case.params.get("layout", ""), "batch": batch, "latency_ms": row["latency_ms"],
+                     f"{unit}_per_s": batch / (row["latency_ms"] / 1e3), "spread_pct": row["spread_pct"],
+                     "rel_error": case.error, **bench.kernel_fields(runs[case.label])})
     return rows
+
+
+def _time_of(row: dict) -> float:
+    return row["latency_ms"] if math.isnan(row.get("kernel_ms", float("nan"))) else row["kernel_ms"]
+
+
+def best_layouts(speed: Sequence[dict]) -> dict[tuple[str, str], str]:
+    """Per (model, precision): the layout whose run was faster (kernel time where measured)."""
+    best: dict[tuple[str, str], dict] = {}
+    for row in speed:
+        key = (row["model"], row["precision"])
+        if key not in best or _time_of(row) < _time_of(best[key]):
+            best[key] = row
+    return {key: row["layout"] for key, row in best.items()}
+
+
+def layout_comparisons(speed: Sequence[dict], runs: dict[str, list[bench.Measurement]]
+                       ) -> dict[tuple[str, str], bench.Comparison]:
+    """Per (model, precision) measured in both layouts: NCHW against channels-last (speedup > 1: NCHW faster)."""
+    label = {(row["model"], row["precision"], row["layout"]): row["case"] for row in speed}
+    return {(model, precision): device_compare(runs[label[(model, precision, "channels_last")]], runs[case])
+            for (model, precision, layout), case in label.items()
+            if layout == "nchw" and (model, precision, "channels_last") in label}
 
 
 def precision_speedups(speed: Sequence[dict], runs: dict[str, list[bench.Measurement]]
                        ) -> dict[tuple[str, str], bench.Comparison]:
-    """Per (model, precision) of the `speed` rows (each with a "model" key) other than FP32: that
-    precision against the same model in FP32, judged against the run-to-run spread."""
-    label = {(row["model"], row["precision"]): row["case"] for row in speed}
-    return {(model, precision): cases.versus(runs, label[(model, "fp32")], case)
+    """Per (model, precision) other than FP32: that precision in its faster layout against FP32 in its
+    faster layout, on the same model (kernel time where measured)."""
+    layouts = best_layouts(speed)
+    label = {(row["model"], row["precision"]): row["case"] for row in speed
+             if row["layout"] == layouts[(row["model"], row["precision"])]}
+    return {(model, precision): device_compare(runs[label[(model, "fp32")]], runs[case])
             for (model, precision), case in label.items() if precision != "fp32"}
+
+
+def throughput_plot(rows: Sequence[dict], *, title: str, path: str | Path, value: str = "img_per_s",
+                    ylabel: str = "images / s (batch / median latency), log scale") -> Path:
+    """Bars of `value` per row's "case" on a logarithmic axis: rates that differ by orders of magnitude
+    (a wide FP32 model beside a small FP16 one) stay readable."""
+    import matplotlib.pyplot as plt
+
+    from common import plots
+
+    fig, ax = plt.subplots(figsize=plots.FIGSIZE, dpi=plots.DPI)
+    labels, values = [str(r["case"]) for r in rows], [r[value] for r in rows]
+    bars = ax.bar(labels, values, color="#76b900")
+    for bar, v in zip(bars, values):
+        ax.annotate(f"{v:,.3g}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                    fontsize=7)
+    ax.set_yscale("log")
+    ax.set(title=title, ylabel=ylabel)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    return plots.finish_figure(fig, [{"case": r["case"], value: r[value]} for r in rows], path)
 
 
 # -- FP8 and INT8 on the GPU: products, layers, and Q/DQ around convolutions ---------------------

@@ -203,15 +203,37 @@ def onnx_ptq(onnx_path: str | Path, out_path: str | Path, mode: str, calibration
 
 
 def activation_ranges(model: onnx.ModelProto, mode: str) -> dict[str, float]:
-    """The calibrated range (scale x largest quantized value) of each quantized activation, by tensor."""
+    """The range (scale x largest quantized value: what the Q/DQ pair represents before it saturates) of
+    each quantized activation, by tensor."""
+    return {tensor: scale * QUANT_MAX[mode] for tensor, scale in activation_scales(model).items()}
+
+
+def activation_scales(model: onnx.ModelProto) -> dict[str, float]:
+    """The per-tensor scale of each quantized activation (its QuantizeLinear's scale), by tensor."""
     initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    ranges = {}
+    scales = {}
     for node in model.graph.node:
         if node.op_type == "QuantizeLinear" and node.input[0] not in initializers:
             scale = initializers.get(node.input[1])
             if scale is not None and scale.size == 1:
-                ranges[node.input[0]] = float(scale) * QUANT_MAX[mode]
-    return ranges
+                scales[node.input[0]] = float(scale)
+    return scales
+
+
+#: ModelOpt's ONNX FP8 PTQ calibrates in INT8 (ONNX Runtime's calibrators, scale = amax / 127) and then
+#: multiplies every scale by 448 / 127 (``int8_to_fp8`` in ``modelopt/onnx/quantization/fp8.py``).
+ONNX_FP8_SCALE_FACTOR = QUANT_MAX["fp8"] / QUANT_MAX["int8"]
+
+
+def fp8_scale_check(int8_graph: onnx.ModelProto, fp8_graph: onnx.ModelProto, tensor: str) -> dict[str, float]:
+    """One activation in ModelOpt's ONNX INT8 and FP8 graphs (same calibration method and images):
+    the calibrated amax (INT8 scale x 127), both scales, their ratio (448 / 127 if both come from the
+    same amax), the largest |value| the FP8 pair represents before saturating (scale x 448), and what
+    the calibrated amax becomes in E4M3 (amax / FP8 scale; 448 for a scale of amax / 448)."""
+    int8_scale, fp8_scale = activation_scales(int8_graph)[tensor], activation_scales(fp8_graph)[tensor]
+    amax = int8_scale * QUANT_MAX["int8"]
+    return {"amax": amax, "int8_scale": int8_scale, "fp8_scale": fp8_scale, "ratio": fp8_scale / int8_scale,
+            "fp8_saturates_at": fp8_scale * QUANT_MAX["fp8"], "amax_in_e4m3": amax / fp8_scale}
 
 
 # -- Q/DQ graphs: where the quantization landed ------------------------------------------------

@@ -28,7 +28,7 @@ from .models import DTYPE, LabModel, convnet, mlp
 from .tradeoff import SHORT_MODE, break_even_inferences, verdict
 
 #: Per pass: the warm-up and measuring budgets (five interleaved passes of eager and each mode).
-WARMUP_MS, MEASURE_MS = 20.0, 80.0
+WARMUP_MS, MEASURE_MS = 15.0, 60.0
 
 #: torch.compile modes in order of build effort. max-autotune-no-cudagraphs is max-autotune's kernel
 #: search without CUDA graphs, so that its gain is the kernels' alone; reduce-overhead is default's

@@ -169,7 +169,7 @@ def overhead_candidates(x: torch.Tensor, bias: torch.Tensor, *, with_compile: bo
 # -- measuring -----------------------------------------------------------------------------------
 
 #: Per interleaved pass: the warm-up and measuring budgets (bench.PASSES passes).
-WARMUP_MS, MEASURE_MS = 20.0, 80.0
+WARMUP_MS, MEASURE_MS = 10.0, 50.0
 
 
 def measure(configs: Mapping[str, Mapping[str, Any]], *, device: str, label: Callable[[str], str] = str,
@@ -215,7 +215,8 @@ def speed_rows(runs: Mapping[str, list[bench.Measurement]], nbytes: int, copy_gb
         rows.append({"config": name, "latency_ms": bench.median_latency_ms(ms), **bench.kernel_fields(ms),
                      "host_ms": bench.median_host_ms(ms),
                      "spread_pct": bench.spread_pct(m.latency_ms.median for m in ms), "timed_on": timed_on,
-                     "gb_per_s": gbps, "pct_of_copy": ceilings.pct_of(gbps, copy_gbps, "copy") if copy_gbps else float("nan"),
+                     "gb_per_s": gbps,
+                     "pct_of_copy": ceilings.pct_of(gbps, copy_gbps, "copy") if copy_gbps else float("nan"),
                      "x_slower_than_best": measured_ms / best})
     return rows
 
