@@ -180,12 +180,13 @@ def launch_bound(graph: ModelGraph, ctx: Context) -> list[Finding]:
     launch_total_us = kernels * launch_us
     bound = launch_total_us > compute_us if not math.isnan(compute_us) else kernels > 100
     detail = (f"{kernels} compute nodes, {flops / 1e9:.3g} GFLOP at batch 1: about {compute_us:.3g} us of matrix "
-              f"work at {rate_tflops:.0f} TFLOP/s against {launch_total_us:.3g} us of launches at "
+              f"work at {rate_tflops:.3g} TFLOP/s against {launch_total_us:.3g} us of launches at "
               f"{launch_us:.3g} us each" if rate_tflops else f"{kernels} compute nodes at batch 1")
     if bound:
         return [Finding("03_cuda_graphs", "launch-bound", [], detail, "advice",
                         "at batch 1 the host launching kernels likely sets the pace: replay the engine as a CUDA "
-                        "graph (trtexec --useCudaGraph), or serve larger batches",
+                        "graph (trtexec 11 does by default; --noCudaGraph measures without), or serve larger "
+                        "batches",
                         f"{launch_source}; {rate_source}")]
     return [Finding("03_cuda_graphs", "launch-bound", [], detail, "info",
                     "the matrix work outweighs the launches at batch 1: a CUDA graph saves little here",
