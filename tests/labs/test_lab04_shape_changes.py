@@ -780,3 +780,9 @@ def test_trtexec_commands_build_every_engine_and_the_allocation_strategies():
     assert commands[3].endswith("--allocationStrategy=profile") and commands[4].endswith("--allocationStrategy=runtime")
     assert all("--shapes=input:8x3x224x224" in c for c in commands)
     assert all("--useProfile=0" in c for c in commands[:2] + commands[3:])
+
+
+def test_standing_out_keys_are_what_stands_out_and_its_neighbours():
+    assert lab.standing_out_keys(_visit_rows(VISITS)) == [12, 16, 24]
+    assert lab.standing_out_keys(_visit_rows({1: 5.0, 2: 1.0, 4: 1.0})) == [1, 2]
+    assert lab.standing_out_keys(_visit_rows({b: 1.6 for b in VISITS})) == []

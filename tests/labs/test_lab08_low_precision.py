@@ -191,6 +191,14 @@ def test_model_case_layouts(small_model, digits):
         lab.model_case(small_model, x, "fp32", device="cpu", layout="nhwc")
 
 
+def test_ceiling_ratios_from_lab_00():
+    from types import SimpleNamespace
+
+    gpu = SimpleNamespace(device="cuda", matmul_tflops={"fp32": 50.0, "tf32": 350.0, "fp16": 650.0, "fp8": 1300.0})
+    assert lab.ceiling_ratios(gpu) == {"fp16": 13.0, "tf32": 7.0}
+    assert lab.ceiling_ratios(None) == {} and lab.ceiling_ratios(SimpleNamespace(device="cpu", matmul_tflops={})) == {}
+
+
 def test_throughput_plot_uses_a_log_axis(tmp_path):
     rows = [{"case": "wide fp32", "img_per_s": 5.5e4}, {"case": "small fp16", "img_per_s": 8e6}]
     png = lab.throughput_plot(rows, title="t", path=tmp_path / "speed")

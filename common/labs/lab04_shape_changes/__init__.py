@@ -22,7 +22,7 @@ from .recompiles import (CompileStudy, compile_notes, compile_steady_rows, compi
                          geometric_speedup, graphs_compiled)
 from .switching import (FIRST, NOTICEABLE, STANDS_OUT, STEADY, FirstRunSummary, SwitchStudy, Target, alternating,
                         cnn_inputs, distribution_plot, geometric_mean, ort_targets, reference_outputs, relative_errors,
-                        standing_out, steady_state_rows, switch_study, timed_call_ms, tolerance, torch_outputs,
+                        standing_out, standing_out_keys, steady_state_rows, switch_study, timed_call_ms, tolerance, torch_outputs,
                         torch_targets)
 from .tensorrt_path import (HOW, STRATEGIES, Binding, allocation_rows_for_table, allocation_strategy_study,
                             build_engines, build_summary, engine_outputs, engine_width_study, profile_index_for,
@@ -33,7 +33,7 @@ __all__ = [
     "COMPILE_CLAIMS", "FIRST", "HOW", "LAB", "NEW_SHAPE_CLAIM", "NOTICEABLE", "SEEN_SHAPES_CLAIM", "STANDS_OUT",
     "STEADY", "STRATEGIES", "TRT_CLAIMS", "Binding", "CompileStudy", "FirstRunSummary", "SwitchStudy", "Target",
     "allocation_rows_for_table", "allocation_strategy_study", "alternating", "compile_notes", "geometric_speedup",
-    "standing_out", "steady_state_rows", "strategy_member", "trtexec_commands",
+    "standing_out", "standing_out_keys", "steady_state_rows", "strategy_member", "trtexec_commands",
     "build_engines", "build_summary", "cnn_inputs", "compile_claims", "compile_steady_rows", "compile_study", "distribution_plot",
     "eager_steady", "engine_outputs", "engine_width_study", "geometric_mean", "graphs_compiled", "ort_targets", "profile_index_for",
     "profile_width_study", "reference_outputs", "relative_errors", "switch_claims", "switch_study",

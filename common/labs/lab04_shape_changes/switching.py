@@ -219,13 +219,14 @@ STANDS_OUT = 1.25
 
 
 def steady_state_rows(backend: str, targets: Mapping[Hashable, Target], *, passes: int = bench.PASSES,
-                      warmup_ms: float = 10.0, measure_ms: float = 40.0) -> list[dict]:
+                      warmup_ms: float = 10.0, measure_ms: float = 40.0, min_iters: int = 10) -> list[dict]:
     """Each target's steady state measured with the harness (`passes` interleaved passes, kernel time
-    and regime on a GPU): the reference against which one visit's steady runs are read."""
+    and regime on a GPU): the reference against which one visit's steady runs are read. `min_iters`
+    bounds the runs per pass from below (a slow CPU target would otherwise run ten times per pass)."""
     configs = {key: {"fn": t.run, "stream": t.stream, "device": "cpu" if t.stream is None else "cuda",
                      "batch_size": key if isinstance(key, int) else 1} for key, t in targets.items()}
     runs = bench.measure_interleaved(configs, passes=passes, name=backend, backend=backend, warmup_ms=warmup_ms,
-                                     measure_ms=measure_ms)
+                                     measure_ms=measure_ms, min_iters=min_iters)
     rows = []
     for key, ms in runs.items():
         medians = [m.latency_ms.median for m in ms]
@@ -241,6 +242,18 @@ def _neighbour_ratio(values: Mapping[Hashable, float], key: Hashable) -> float:
     i = keys.index(key)
     around = [values[k] for k in keys[max(i - 1, 0):i] + keys[i + 1:i + 2]]
     return values[key] / statistics.median(around) if around else float("nan")
+
+
+def standing_out_keys(visit_rows: Sequence[dict], *, factor: float = STANDS_OUT) -> list[Hashable]:
+    """The keys whose steady median in a switching study (:meth:`SwitchStudy.per_key_rows`) is over
+    `factor` times its neighbours', with those neighbours: what :func:`standing_out` needs measured."""
+    visit = {r["key"]: r["steady_ms"] for r in visit_rows}
+    keys = sorted(visit)
+    wanted: set = set()
+    for i, key in enumerate(keys):
+        if _neighbour_ratio(visit, key) > factor:
+            wanted.update(keys[max(i - 1, 0):i + 2])
+    return [k for k in keys if k in wanted]
 
 
 def standing_out(visit_rows: Sequence[dict], steady_rows: Sequence[dict], *,

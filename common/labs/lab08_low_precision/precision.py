@@ -356,6 +356,16 @@ def precision_speedups(speed: Sequence[dict], runs: dict[str, list[bench.Measure
             for (model, precision), case in label.items() if precision != "fp32"}
 
 
+def ceiling_ratios(measured: Any) -> dict[str, float]:
+    """Per precision (FP16, BF16, TF32): its measured matrix ceiling over FP32's, from lab 00's
+    :class:`common.ceilings.Ceilings` of this GPU (`measured`); empty without them. A model cannot gain
+    more from a precision than this, unless its FP32 run is slower than FP32's own ceiling allows."""
+    if measured is None or measured.device != "cuda" or not measured.matmul_tflops.get("fp32"):
+        return {}
+    rates = measured.matmul_tflops
+    return {p: rates[p] / rates["fp32"] for p in ("fp16", "bf16", "tf32") if p in rates}
+
+
 def throughput_plot(rows: Sequence[dict], *, title: str, path: str | Path, value: str = "img_per_s",
                     ylabel: str = "images / s (batch / median latency), log scale") -> Path:
     """Bars of `value` per row's "case" on a logarithmic axis: rates that differ by orders of magnitude
