@@ -104,6 +104,13 @@ def test_claims_add_to_the_report_passed_in(results):
     assert lab.claims(results, lab_report) is lab_report and lab_report.figures == ["figure.png"]
 
 
+def test_each_section_adds_to_the_report_passed_in(results):
+    lab_report = report.LabReport("08_low_precision")
+    assert lab.accuracy_claims(results, lab_report) is lab_report and len(lab_report.claims) == 13
+    assert lab.speed_claims(results, lab_report) is lab_report and len(lab_report.claims) == 24
+    assert lab.tensorrt_claims(results, lab_report) is lab_report and len(lab_report.claims) == 28
+
+
 def test_claim_texts_name_the_sizes():
     texts = lab.claim_texts(512, 1024, (64, 128, 256))
     assert texts["fp16_wide"].startswith("FP16 is at least 2x faster than FP32 on the wide DigitsCNN(512) (PyTorch")

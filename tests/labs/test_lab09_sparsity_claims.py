@@ -94,6 +94,13 @@ def test_claims_add_to_the_report_passed_in(results):
     assert lab.claims(results, lab_report) is lab_report and len(lab_report.claims) == 17
 
 
+def test_each_section_adds_to_the_report_passed_in(results):
+    lab_report = report.LabReport("09_sparsity")
+    assert lab.pruning_claims(results, lab_report) is lab_report and len(lab_report.claims) == 5
+    assert lab.speed_claims(results, lab_report) is lab_report and len(lab_report.claims) == 14
+    assert lab.tensorrt_claims(results, lab_report) is lab_report and len(lab_report.claims) == 17
+
+
 def test_claim_texts_name_the_epochs_sizes_and_width():
     texts = lab.claim_texts(5, "a", "b", 128)
     assert texts["recover"].startswith("5 epochs of fine-tuning")

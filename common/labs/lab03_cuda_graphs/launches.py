@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 from common import bench, env
@@ -89,7 +90,8 @@ def driver_launcher(stream: "torch.cuda.Stream") -> Callable[[], None]:
         device = _check(cu.cuDeviceGet(torch.cuda.current_device()), "cuDeviceGet")
         _check(cu.cuCtxSetCurrent(_check(cu.cuDevicePrimaryCtxRetain(device), "cuDevicePrimaryCtxRetain")),
                "cuCtxSetCurrent")
-    module = _check(cu.cuModuleLoadData(empty_kernel_ptx(*torch.cuda.get_device_capability())), "cuModuleLoadData")
+    image = np.frombuffer(empty_kernel_ptx(*torch.cuda.get_device_capability()), dtype=np.uint8)
+    module = _check(cu.cuModuleLoadData(image.ctypes.data), "cuModuleLoadData")   # the driver JIT-compiles it now
     function = _check(cu.cuModuleGetFunction(module, EMPTY_KERNEL.encode()), "cuModuleGetFunction")
     handle = stream.cuda_stream
     launch_kernel = cu.cuLaunchKernel

@@ -284,19 +284,19 @@ def trtexec_commands(onnx_name: str, sample_shape: Sequence[int], *, narrow: Seq
     at `batch` (trtexec's default allocation, ``static``), then the first engine with the other two
     allocation strategies trtexec offers (``profile``, ``runtime``:
     :data:`common.trt.trtexec.ALLOCATION_STRATEGIES`). Needs no TensorRT."""
-    from common import trt
+    from common import trt as trt_tools
 
     def profile(batches: tuple[int, int, int]) -> Any:
-        return trt.batch_profile(input_name, sample_shape, *batches)
+        return trt_tools.batch_profile(input_name, sample_shape, *batches)
 
     narrow_profiles = tuple(profile(r) for r in narrow)
     use = profile_index_for([p.shapes[input_name] for p in narrow_profiles], (batch, *sample_shape))
     shapes = {input_name: (batch, *sample_shape)}
-    configs = [trt.BuildConfig(profiles=narrow_profiles, tactic_sources=sources) for sources in tactic_sources.values()]
-    commands = [trt.trtexec_command(onnx_name, config, shapes=shapes, use_profile=use) for config in configs]
-    wide_config = trt.BuildConfig(profiles=(profile(wide),), tactic_sources=next(iter(tactic_sources.values())))
-    commands.append(trt.trtexec_command(onnx_name, wide_config, shapes=shapes))
-    commands += [trt.trtexec_command(onnx_name, configs[0], shapes=shapes, use_profile=use, allocation_strategy=s)
+    configs = [trt_tools.BuildConfig(profiles=narrow_profiles, tactic_sources=sources) for sources in tactic_sources.values()]
+    commands = [trt_tools.trtexec_command(onnx_name, config, shapes=shapes, use_profile=use) for config in configs]
+    wide_config = trt_tools.BuildConfig(profiles=(profile(wide),), tactic_sources=next(iter(tactic_sources.values())))
+    commands.append(trt_tools.trtexec_command(onnx_name, wide_config, shapes=shapes))
+    commands += [trt_tools.trtexec_command(onnx_name, configs[0], shapes=shapes, use_profile=use, allocation_strategy=s)
                  for s in STRATEGIES[1:]]
     return commands
 
@@ -359,24 +359,24 @@ def build_engines(onnx_fp16: Path, sample_shape: Sequence[int], *, narrow: Seque
     entry's sources. Each is ``BuildConfig(profiles=..., tactic_sources=...)``, as trtexec's
     ``--minShapes/--optShapes/--maxShapes`` and ``--tacticSources``.
     """
-    from common import trt
+    from common import trt as trt_tools
 
     def profile(batches: tuple[int, int, int]) -> Any:
-        return trt.batch_profile(input_name, sample_shape, *batches)
+        return trt_tools.batch_profile(input_name, sample_shape, *batches)
 
     narrow_profiles = tuple(profile(r) for r in narrow)
-    builds = {label: trt.build_engine(onnx_fp16, trt.BuildConfig(profiles=narrow_profiles, tactic_sources=sources))
+    builds = {label: trt_tools.build_engine(onnx_fp16, trt_tools.BuildConfig(profiles=narrow_profiles, tactic_sources=sources))
               for label, sources in tactic_sources.items()}
-    builds["wide profile"] = trt.build_engine(onnx_fp16, trt.BuildConfig(
+    builds["wide profile"] = trt_tools.build_engine(onnx_fp16, trt_tools.BuildConfig(
         profiles=(profile(wide),), tactic_sources=next(iter(tactic_sources.values()))))
     return builds
 
 
 def tensorrt_backend() -> str:
     """What produced the TensorRT numbers, e.g. 'TensorRT 11.4.0'."""
-    from common import trt
+    from common import trt as trt_tools
 
-    return f"TensorRT {trt.version()}"
+    return f"TensorRT {trt_tools.version()}"
 
 
 def build_summary(builds: Mapping[str, Any]) -> str:
