@@ -154,7 +154,7 @@ def format_table(rows: Sequence[dict], columns: Sequence[str], floatfmt: str = "
         columns += [c for c in KERNEL_COLUMNS if c not in columns]
 
     def cell(column, v):
-        if column == "gpu_busy" and isinstance(v, float):
+        if (column == "gpu_busy" or column.endswith("_busy")) and isinstance(v, float):
             return "" if math.isnan(v) else f"{v:.0%}"
         return floatfmt.format(v) if isinstance(v, float) else str(v)
 

@@ -260,6 +260,7 @@ def test_headline_rows_and_crossover_text():
     assert small["speedup"] == pytest.approx(2 / 3) and small["verdict"] == "slower" and small["on"] == "kernel"
     assert large["speedup"] == pytest.approx(2.0) and large["call_speedup"] == pytest.approx(0.25)
     assert large["sparse_kernel_ms"] == pytest.approx(0.1) and large["sparse_call_ms"] == pytest.approx(0.8)
+    assert large["gpu_busy"] == pytest.approx(0.125) and large["regime"] == bench.HOST_BOUND
     assert lab.crossover_text(rows) == "crossover: 50 GFLOP (8x8x8, 2.00x); below it, 1x1x1 (1 GFLOP) at 0.67x"
     assert lab.crossover_text(rows[1:]).endswith("sparse wins at every size of the sweep")
     assert lab.crossover_text(rows[:1]).startswith("no crossover in the sweep: sparse loses at the largest GEMM")

@@ -327,16 +327,18 @@ def crossover_gflop(rows: Sequence[Mapping]) -> float | None:
 def headline_rows(best: Mapping[str, bench.Comparison], per_call: Mapping[str, bench.Comparison],
                   gflop: Mapping[str, float]) -> list[dict]:
     """Per GEMM, the fastest sparse case against the fastest dense one: their kernels' time, speedup and
-    interval (``on`` kernel time where measured), and the same two cases per call."""
+    interval (``on`` kernel time where measured), the same two cases per call, and the sparse call's
+    busy share and regime (its kernel time over its time per call)."""
     rows = []
     for gemm, cmp in best.items():
         call = per_call[gemm]
         lo, hi = cmp.interval
+        busy = cmp.median_b_ms / call.median_b_ms if cmp.on == "kernel" else float("nan")
         rows.append({"gemm": gemm, "gflop": gflop[gemm], "dense": cmp.label_a.split(" ", 1)[-1],
                      "sparse": cmp.label_b.split(" ", 1)[-1], f"dense_{cmp.on}_ms": cmp.median_a_ms,
                      f"sparse_{cmp.on}_ms": cmp.median_b_ms, "speedup": cmp.speedup, "interval": f"{lo:.2f}-{hi:.2f}x",
                      "on": cmp.on, "verdict": _verdict(cmp), "sparse_call_ms": call.median_b_ms,
-                     "call_speedup": call.speedup})
+                     "call_speedup": call.speedup, "gpu_busy": busy, "regime": bench.regime_of(busy)})
     return rows
 
 
