@@ -27,8 +27,8 @@ from .ort_levels import ORT_LEVELS, ORT_SHORT, OrtLevelRun, gelu_fused, optimize
 from .torch_compile import (COMPILE_MODES, CompileRun, CompileStudy, cache_rows, cold_warm_rows, compile_and_measure,
                             compile_modes, compile_study, device_comparison, kernel_comparison,
                             warm_up_compiler)
-from .tradeoff import (SHORT_MODE, all_tradeoff_rows, break_even_inferences, level_plot, tradeoff_plot, tradeoff_rows,
-                       verdict)
+from .effort import SHORT_MODE, break_even_inferences, verdict
+from .tradeoff import all_tradeoff_rows, level_plot, tradeoff_plot, tradeoff_rows
 from .trt_study import (A100, DEFAULTS, H100, KNOB_VALUES, EngineResult, TensorRTResults, build_and_measure,
                         build_checked, built_trtexec, cache_key_checks, editable_cache_study, engine_trtexec,
                         knob_configs, measure_engines, planned_trtexec, reuse_study, static_config, static_profile,

@@ -13,7 +13,7 @@ from common import bench, checks
 from common.onnx import node_counts, ort_session
 
 from .models import LabModel
-from .tradeoff import break_even_inferences, verdict
+from .effort import break_even_inferences, verdict
 
 #: ONNX Runtime's levels in order of effort (newer releases also have ORT_ENABLE_LAYOUT, between
 #: EXTENDED and ALL: its layout transformations are part of ALL either way).

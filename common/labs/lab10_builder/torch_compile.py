@@ -25,7 +25,7 @@ from common import bench, checks, compiler
 
 from .kernels_chosen import KernelProfile, profile_kernels, quiet_autotuning, skipped_candidates
 from .models import DTYPE, LabModel, convnet, mlp
-from .tradeoff import SHORT_MODE, break_even_inferences, verdict
+from .effort import SHORT_MODE, break_even_inferences, verdict
 
 #: Per pass: the warm-up and measuring budgets (five interleaved passes of eager and each mode).
 WARMUP_MS, MEASURE_MS = 15.0, 60.0

@@ -3,36 +3,17 @@ run-to-run spread, and run time against build seconds for every compiler the lab
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from common import bench, plots
 
+from .effort import SHORT_MODE
+
 if TYPE_CHECKING:
     from .ort_levels import OrtLevelRun
     from .torch_compile import CompileStudy
     from .trt_study import EngineResult
-
-#: Short names of the torch.compile modes, for figure labels.
-SHORT_MODE = {"default": "default", "reduce-overhead": "reduce-overhead", "max-autotune-no-cudagraphs": "max-autotune"}
-
-
-def break_even_inferences(build_s: float, baseline_ms: float, optimized_ms: float) -> float:
-    """How many inferences pay back `build_s` seconds of build: build time over the time saved per
-    inference. ``math.inf`` when the optimized run is not faster (the build never pays back)."""
-    saved_ms = baseline_ms - optimized_ms
-    if saved_ms <= 0:
-        return math.inf
-    return build_s * 1e3 / saved_ms
-
-
-def verdict(comparison: bench.Comparison) -> str:
-    """"faster", "slower" or "noise" (a difference inside the run-to-run spread)."""
-    if not comparison.significant:
-        return "noise"
-    return "faster" if comparison.speedup > 1 else "slower"
-
 
 def tradeoff_rows(series: str, points: Sequence[tuple[str, float, float]], baseline_ms: float) -> list[dict[str, Any]]:
     """Rows for :func:`tradeoff_plot`: each (label, build seconds, run ms) with its run time relative
