@@ -231,9 +231,33 @@ def execute(path: Path, out_path: Path, timeout_s: float = CELL_LIMIT_S, progres
                               "recorded_as": durations.machine_key(), "slowest_cells": {str(i): s for i, s in slowest}}
     if run.status != "ran":
         nb.metadata["trtlabs"].update(status=run.status, error=run.error, cell=run.cell)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = without_progress_bars(cell.outputs)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_path, nbformat.writes(nb))
     return run
+
+
+#: A progress bar's line as tqdm writes it to a text stream ("desc:  40%|████      | 2/5 [00:01<...]").
+_PROGRESS_LINE = re.compile(r"^[^\n]*\d+%\|[^|]*\| *[\d.?]+[kMG]?/[\d.?]+[kMG]? \[[^\]]*\]\s*$")
+
+
+def without_progress_bars(outputs: list) -> list:
+    """`outputs` with the progress-bar lines taken out of their stderr streams (and streams left empty
+    dropped): the bars are for whoever watches a run, and an executed notebook keeps no residue."""
+    import nbformat
+
+    kept = []
+    for out in outputs:
+        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            lines = re.split(r"(?<=\n)|\r", "".join(out.get("text", "")))
+            text = "".join(line for line in lines if not _PROGRESS_LINE.match(line.strip("\n")))
+            if not text.strip():
+                continue
+            out = nbformat.NotebookNode({**out, "text": text})
+        kept.append(out)
+    return kept
 
 
 # -- the plan -----------------------------------------------------------------------------------
@@ -346,8 +370,6 @@ def _clear_results(lab: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    # Nobody watches a headless run's progress bars: the executed notebooks keep no bar residue.
-    os.environ.setdefault("TQDM_DISABLE", "1")
     if args.scale:
         os.environ["TRTLABS_SCALE"] = args.scale   # inherited by every kernel started below
     notebooks, out_dir, budget_s = _check(args, parser)

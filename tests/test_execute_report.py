@@ -330,3 +330,14 @@ def test_report_survives_a_corrupt_or_missing_claims_file_with_a_warning(tmp_pat
 def test_report_without_a_run_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="make report"):
         course_report.build_html(tmp_path)
+
+
+def test_progress_bars_leave_no_residue_in_executed_notebooks():
+    from common.execute import without_progress_bars
+
+    bars = "sweep:   0%|          | 0/50 [00:00<?, ?it/s]\rsweep:  16%|█▌        | 8/50 [00:02<00:10,  3.88it/s]\n"
+    outputs = [{"output_type": "stream", "name": "stderr", "text": bars},
+               {"output_type": "stream", "name": "stderr", "text": "a real warning\n" + bars},
+               {"output_type": "stream", "name": "stdout", "text": "50%|x| 1/2 [..]\n"}]
+    kept = without_progress_bars(outputs)
+    assert [o["text"] for o in kept] == ["a real warning\n", "50%|x| 1/2 [..]\n"]

@@ -16,7 +16,7 @@ LABS = Path(__file__).resolve().parent.parent / "labs"
 
 #: Notebooks whose committed outputs predate the ceilings that no figure exceeds: they fail today and
 #: are expected to (xfail) until they are executed again on the GPU machine. Empty it after that run.
-AWAITING_RERUN = {"00_tour.ipynb", "06_reduce_shuffle.ipynb", "07_matmul_tensor_cores.ipynb"}
+AWAITING_RERUN: set[str] = set()
 
 _PCT_OF = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)\s*%\s+of\b")
 _NUMBER = re.compile(r"^[+-]?\d[\d,]*(?:\.\d+)?(?:[eE][+-]?\d+)?$")
@@ -87,8 +87,7 @@ _LOG_LINE = re.compile(r"Traceback \(most recent call last\)|^[EWIF]\d{4} \d\d:\
 
 #: Notebooks whose committed outputs predate clean headless runs (progress bars, library logs on
 #: stderr): expected to fail until executed again on the GPU machine. Empty it after that run.
-AWAITING_RERUN_STDERR = {"01_batching.ipynb", "03_cuda_graphs.ipynb", "07_matmul_tensor_cores.ipynb", "08_low_precision.ipynb",
-                        "09_sparsity.ipynb", "10_builder.ipynb"}
+AWAITING_RERUN_STDERR: set[str] = set()
 
 
 def stderr_problems(nb: dict) -> list[str]:
