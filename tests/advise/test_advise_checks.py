@@ -287,3 +287,44 @@ def test_bad_options_are_refused():
         checks.Context(precision="fp4")
     with pytest.raises(ValueError, match="batch"):
         checks.Context(batches=(0,))
+
+
+def test_build_adds_what_the_engine_shows_with_stand_ins(tmp_path, monkeypatch):
+    """--build without TensorRT: the engine path's logic on stand-ins for the course's TensorRT plumbing."""
+    from types import SimpleNamespace
+
+    from common.advise import engine
+    from common.trt.profile import LayerTimes
+
+    shapes_set = {}
+
+    class Runner:
+        def __init__(self, built):
+            self.built = built
+
+        def set_input_shapes(self, shapes):
+            shapes_set.update(shapes)
+
+        def context(self, index):
+            return "context"
+
+    times = LayerTimes()
+    for name, ms in (("fc", 3.0), ("Reformat fc", 1.0)):
+        times.add(name, ms)
+    reformat = SimpleNamespace(name="Reformat fc")
+    info = SimpleNamespace(layers=[1, 2], fused_layers=lambda: [], reformat_layers=lambda: [reformat])
+    built = SimpleNamespace(engine="engine", build_seconds=1.5, log=SimpleNamespace(lines=lambda: []))
+    monkeypatch.setattr(engine.env, "require", lambda *needs: None)
+    monkeypatch.setattr(engine.env, "detect", lambda: SimpleNamespace(tensorrt="11.4"))
+    monkeypatch.setattr(engine, "build_engine", lambda path, config, verbose: built)
+    monkeypatch.setattr(engine, "EngineRunner", Runner)
+    monkeypatch.setattr(engine, "inspect_engine", lambda e, context: info)
+    monkeypatch.setattr(engine, "profile_layers", lambda runner: times)
+    monkeypatch.setattr(engine, "layer_sparsity", lambda i: [])
+    graph = advise.load(_save(tmp_path, _linear(64, 64)))
+    found = engine.engine_findings(graph, checks.Context(batches=(1, 8, 32), figures=FIGURES))
+    assert shapes_set == {"x": [8, 64]}
+    by_check = {f.check: f for f in found}
+    assert "25.0% of the engine's profiled time at batch 8" in by_check["engine-reformats"].detail
+    assert by_check["engine-slowest-layers"].nodes == ["fc", "Reformat fc"]
+    assert by_check["engine-fusion"].detail.startswith("2 engine layers for 1 ONNX nodes")
