@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from common import bench, cases, checks
-from common.cases import TORCH_DTYPE, Case
+from common.cases import TORCH_DTYPE, Case, int8_case  # noqa: F401  (lab 08 shows the shared INT8 case)
 from common.datasets import Split
 from common.onnx import ort_session
 from common.training import accuracy_of, standard_error_points
@@ -485,18 +485,3 @@ def linear_stack_cases(batch: int, width: int, layers: int, *, device: str, seed
         case = Case(f"{name}, {precision}", precision, torch.inference_mode()(fn), flops, params=params)
         stack_cases.append(cases.checked(case, case.fn(), reference, checks.tolerance(precision, "model")))
     return stack_cases
-
-
-def int8_case(m: int, k: int, n: int, *, device: str, seed: int = 0) -> Case:
-    """An INT8 product through `torch._int_mm` (INT32 out), checked exact on its first rows."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    a = torch.randint(-127, 128, (m, k), generator=gen, dtype=torch.int8, device=device)
-    b = torch.randint(-127, 128, (n, k), generator=gen, dtype=torch.int8, device=device).t()   # column-major
-    run = lambda: torch._int_mm(a, b)  # noqa: E731
-    rows = min(m, 32)
-    exact = (a[:rows].double() @ b.double()).round().to(torch.int64)
-    case = Case(f"int8 {m}x{k}x{n}", "int8", run, 2 * m * k * n, params={"m": m, "k": k, "n": n})
-    case.error = float((run()[:rows].to(torch.int64) != exact).any())
-    if case.error:
-        raise checks.VerificationError(f"{case.label}: torch._int_mm differs from the exact product: do not time it")
-    return case
