@@ -168,6 +168,33 @@ class Ceilings:
                 self.matmul_tflops[what] = value
         return pct
 
+    def pcts_of(self, values: Sequence[float], what: str, exceeded_note: str) -> list[tuple[float, str]]:
+        """Each of `values` as (% of the ceiling `what`, note), all read against one ceiling.
+
+        The fastest is offered first: up to :data:`LIFT_LIMIT` above, it raises the ceiling (the best
+        rate seen here), so every value is read against the raised one. A value further above counts
+        something the ceiling does not: NaN, with `exceeded_note` (``{ceiling}`` is replaced by the
+        ceiling). A NaN value (nothing moved or computed) stays NaN with no note.
+        """
+        finite = [v for v in values if not math.isnan(v)]
+        out = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CeilingWarning)
+            if finite:
+                try:
+                    self.pct_of(max(finite), what)
+                except CeilingExceeded:
+                    pass
+            for value in values:
+                if math.isnan(value):
+                    out.append((float("nan"), ""))
+                    continue
+                try:
+                    out.append((self.pct_of(value, what), ""))
+                except CeilingExceeded:
+                    out.append((float("nan"), exceeded_note.format(ceiling=self.ceiling(what))))
+        return out
+
     def pct_of_copy(self, gbps: float) -> float:
         return self.pct_of(gbps, "copy")
 

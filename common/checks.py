@@ -56,8 +56,8 @@ def precision_of(dtype: Any) -> str:
 
 
 def _as_float64(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):   # a torch tensor, on any device and in any dtype
-        x = x.detach().float().cpu().numpy()
+    if hasattr(x, "detach"):   # a torch tensor, on any device and in any dtype (bfloat16 has no numpy twin)
+        x = x.detach().double().cpu().numpy()
     return np.asarray(x, dtype=np.float64)
 
 

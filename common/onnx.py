@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 import torch
 
+from . import checks
+
 DEFAULT_OPSET = 17
 #: IR version of the graphs the course builds itself (ONNX 1.16's). onnx 1.23 stamps new models with
 #: IR 14, which ONNX Runtime 1.30 refuses to load; IR 10 is read by ONNX Runtime 1.17+ and TensorRT.
@@ -163,15 +165,8 @@ def ort_run(path_or_session, x: np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def max_relative_error(out: np.ndarray | torch.Tensor, ref: np.ndarray | torch.Tensor) -> float:
-    """‖out − ref‖ / ‖ref‖ in float64."""
-    out64 = np.asarray(out.detach().cpu() if isinstance(out, torch.Tensor) else out, dtype=np.float64)
-    ref64 = np.asarray(ref.detach().cpu() if isinstance(ref, torch.Tensor) else ref, dtype=np.float64)
-    if out64.shape != ref64.shape:
-        raise ValueError(f"shapes differ: {out64.shape} vs reference {ref64.shape}")
-    if not np.all(np.isfinite(out64)):
-        return float("inf")
-    return float(np.linalg.norm(out64 - ref64) / max(np.linalg.norm(ref64), 1e-30))
-
+    """‖out − ref‖ / ‖ref‖ in float64 (:func:`common.checks.relative_error`, under the name lab 01 used)."""
+    return checks.relative_error(out, ref)
 
 def check_export(model: torch.nn.Module, path: str | Path, x: torch.Tensor, rtol: float = 1e-4) -> float:
     """Assert that ONNX Runtime on the exported graph matches PyTorch FP32 on `x`; return the error."""

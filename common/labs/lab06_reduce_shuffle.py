@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -185,27 +184,8 @@ def pcts_of_copy(ceiling: Any, gbps: Sequence[float]) -> list[tuple[float, str]]
     what a copy counts (a sum reads far more than it writes; on a CPU a copy's write also reads the
     line it lands in), and it gets no % but a note saying so.
     """
-    from ..ceilings import CeilingExceeded, CeilingWarning
-
-    finite = [g for g in gbps if not math.isnan(g)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CeilingWarning)
-        if finite:
-            try:
-                ceiling.pct_of_copy(max(finite))
-            except CeilingExceeded:
-                pass
-        out = []
-        for g in gbps:
-            if math.isnan(g):   # a view moves no bytes: no bandwidth to compare
-                out.append((float("nan"), ""))
-                continue
-            try:
-                out.append((ceiling.pct_of_copy(g), ""))
-            except CeilingExceeded:
-                out.append((float("nan"), f"above the copy ceiling ({ceiling.copy_gbps:.0f} GB/s): a sum reads, "
-                                          "a copy reads and writes; no % of it is shown"))
-    return out
+    return ceiling.pcts_of(gbps, "copy", "above the copy ceiling ({ceiling:.0f} GB/s): a sum reads, a copy reads "
+                                         "and writes; no % of it is shown")
 
 
 def timed_on(runs: Sequence[bench.Measurement]) -> str:

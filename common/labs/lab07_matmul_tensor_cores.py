@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -98,28 +97,19 @@ def pct_of_ceilings(rows: list[dict], ceilings: Any) -> list[dict]:
     says so), so every row of the precision is read against the same raised ceiling; further above, the
     row says why and shows no %.
     """
-    from ..ceilings import CeilingExceeded, CeilingWarning
-
     def key(row):
         return "fp32" if ceilings.device == "cpu" else row["precision"]
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CeilingWarning)
-        for precision in {key(r) for r in rows if r["tflop_per_s"] > 0 and key(r) in ceilings.matmul_tflops}:
-            try:
-                ceilings.pct_of_matmul(max(r["tflop_per_s"] for r in rows if key(r) == precision), precision)
-            except CeilingExceeded:
-                pass
-        for row in rows:
-            row.setdefault("note", "")
-            if row["tflop_per_s"] <= 0 or key(row) not in ceilings.matmul_tflops:
-                continue
-            try:
-                row["pct_of_ceiling"] = ceilings.pct_of_matmul(row["tflop_per_s"], key(row))
-            except CeilingExceeded:
-                row["pct_of_ceiling"] = float("nan")
-                row["note"] = (f"above the measured {key(row)} ceiling by more than the noise: re-measure it "
-                               "(ceilings.get_ceilings(refresh=True))")
+    for row in rows:
+        row.setdefault("note", "")
+    for precision in {key(r) for r in rows if key(r) in ceilings.matmul_tflops}:
+        measured = [r for r in rows if key(r) == precision and r["tflop_per_s"] > 0]
+        note = (f"above the measured {precision} ceiling by more than the noise: re-measure it "
+                "(ceilings.get_ceilings(refresh=True))")
+        for row, (pct, why) in zip(measured, ceilings.pcts_of([r["tflop_per_s"] for r in measured], precision, note)):
+            row["pct_of_ceiling"] = pct
+            if why:
+                row["note"] = why
     return rows
 
 

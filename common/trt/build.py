@@ -106,6 +106,18 @@ def _host_bytes(host_memory: Any) -> bytes:
     return bytes(memoryview(host_memory))
 
 
+def build_plan(builder: "trt.Builder", network: "trt.INetworkDefinition", trt_config: "trt.IBuilderConfig",
+               log: BuildLog, what: str) -> tuple[bytes, float]:
+    """Build `network` into a serialized plan: (plan bytes, builder seconds). Raises
+    :class:`EngineBuildError` with TensorRT's errors (or its last log lines) naming `what` on failure."""
+    t0 = time.perf_counter()
+    serialized = builder.build_serialized_network(network, trt_config)
+    build_seconds = time.perf_counter() - t0
+    if serialized is None:
+        raise EngineBuildError(f"TensorRT failed to build {what}:\n" + "\n".join(log.errors() or log.lines()[-20:]))
+    return _host_bytes(serialized), build_seconds
+
+
 def _dynamic_inputs(network: "trt.INetworkDefinition") -> dict[str, tuple[int, ...]]:
     found = {}
     for i in range(network.num_inputs):
@@ -263,12 +275,7 @@ def build_engine(onnx_path: str | Path, config: BuildConfig = BuildConfig(), *, 
     # Referenced until the build ends: the config holds only a pointer to the timing cache.
     timing_cache = _set_timing_cache(trt_config, timing_cache_path) if timing_cache_path is not None else None
 
-    t0 = time.perf_counter()
-    serialized = builder.build_serialized_network(network, trt_config)
-    build_seconds = time.perf_counter() - t0
-    if serialized is None:
-        raise EngineBuildError(f"TensorRT failed to build {path}:\n" + "\n".join(log.errors() or log.lines()[-20:]))
-    plan = _host_bytes(serialized)
+    plan, build_seconds = build_plan(builder, network, trt_config, log, str(path))
     if timing_cache_path is not None:
         timing_cache_path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(timing_cache_path, _host_bytes(trt_config.get_timing_cache().serialize()))

@@ -27,7 +27,6 @@ import collections
 import functools
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Union
@@ -36,7 +35,7 @@ import numpy as np
 
 from common import bench, checks, env
 from common.trt import compat
-from common.trt.build import EngineBuildError, _host_bytes, load_engine
+from common.trt.build import build_plan, load_engine
 from common.trt.logger import BuildLog, make_logger
 from common.trt.profile import profile_layers, share_pct
 
@@ -269,12 +268,7 @@ def build_conv_plugin_engine(name: str, plugin: str, shape: Tuple[int, int, int,
     config = builder.create_builder_config()
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     calls_before = collections.Counter(CALLS)
-    start = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    build_seconds = time.perf_counter() - start
-    if serialized is None:
-        raise EngineBuildError(f"TensorRT failed to build the {name} engine:\n" + "\n".join(log.errors() or log.lines()[-20:]))
-    plan = _host_bytes(serialized)
+    plan, build_seconds = build_plan(builder, network, config, log, f"the {name} engine")
     return PluginEngine(name, plugin, aot, load_engine(plan), plan, build_seconds,
                         dict(CALLS - calls_before), log)
 
