@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .files import write_text_atomic
+from .files import read_json, write_text_atomic
 from .report import FAILS, HOLDS, INCONCLUSIVE, NOT_APPLICABLE
 
 STATUS_CLASS = {HOLDS: "holds", FAILS: "fails", INCONCLUSIVE: "inconclusive", NOT_APPLICABLE: "na"}
@@ -70,12 +70,11 @@ def _shown(path: Path | None, out_dir: Path) -> str:
 
 def _read_json(path: Path, what: str) -> tuple[dict | None, str]:
     """(data, "") or (None, why not); a missing file is (None, "")."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    data, problem = read_json(path)
+    if problem is None:
         return None, ""
-    except (OSError, ValueError) as exc:
-        return None, _warn(f"{what} ({path.name}) cannot be read ({type(exc).__name__}: {exc}); it is left out")
+    if problem:
+        return None, _warn(f"{what} ({path.name}) cannot be read ({problem}); it is left out")
     if not isinstance(data, dict):
         return None, _warn(f"{what} ({path.name}) holds no record (a {type(data).__name__}); it is left out")
     return data, ""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .env import Environment, cache_dir, detect, project_root
-from .files import write_text_atomic
+from .files import read_json, write_text_atomic
 
 COMMITTED = project_root() / "docs" / "durations.json"
 FILE_NAME = "durations.json"
@@ -35,16 +35,17 @@ def local_file() -> Path:
 def load(path: Path) -> dict[str, dict[str, dict[str, float]]]:
     """{machine: {scale: {lab: seconds}}} from `path`; a missing file is empty, a corrupt one is
     empty with a warning (a planner never stops a run for it)."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return {str(m): {str(s): {str(lab): float(t) for lab, t in labs.items()} for s, labs in scales.items()}
-                for m, scales in data.items()}
-    except FileNotFoundError:
+    data, problem = read_json(path)
+    if problem is None:
         return {}
-    except (ValueError, TypeError, AttributeError, OSError) as exc:
-        print(f"warning: recorded durations in {path} cannot be read ({type(exc).__name__}: {exc}); "
-              "ignoring them", file=sys.stderr)
-        return {}
+    if not problem:
+        try:
+            return {str(m): {str(s): {str(lab): float(t) for lab, t in labs.items()} for s, labs in scales.items()}
+                    for m, scales in data.items()}
+        except (ValueError, TypeError, AttributeError) as exc:   # JSON, but not a record of durations
+            problem = f"{type(exc).__name__}: {exc}"
+    print(f"warning: recorded durations in {path} cannot be read ({problem}); ignoring them", file=sys.stderr)
+    return {}
 
 
 def record(path: Path, machine: str, scale: str, seconds: dict[str, float]) -> None:

@@ -8,9 +8,11 @@ disk or an interrupt leaves the previous file intact.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:
@@ -42,3 +44,14 @@ def _mode_for(path: Path) -> int:
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """:func:`write_atomic` for text, UTF-8."""
     write_atomic(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike[str]) -> tuple[Any, str | None]:
+    """(data, "") for a readable JSON file; (None, None) when there is no file; (None, why) when it
+    cannot be read or is not JSON (a torn or corrupt file): the reader decides how loudly to say so."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")), ""
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as exc:
+        return None, f"{type(exc).__name__}: {exc}"

@@ -28,3 +28,13 @@ def test_new_files_follow_the_umask_and_existing_ones_keep_their_mode(tmp_path):
         assert stat.S_IMODE(fresh.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_read_json_tells_a_missing_file_from_a_corrupt_one(tmp_path):
+    path = tmp_path / "claims.json"
+    assert files.read_json(path) == (None, None)
+    path.write_text('{"lab": "00_tour"}')
+    assert files.read_json(path) == ({"lab": "00_tour"}, "")
+    path.write_text('{"lab": "00_t')   # torn
+    data, problem = files.read_json(path)
+    assert data is None and problem.startswith("JSONDecodeError")

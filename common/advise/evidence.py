@@ -8,12 +8,12 @@ here measures, unless the user asks for ``--measure``.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import env
+from common.files import read_json
 
 #: An assumed host cost per kernel launch when nothing was measured here (CUDA kernel launches cost a
 #: few microseconds of host time each; `--measure` or lab 03 replace it with this machine's figure).
@@ -35,10 +35,11 @@ class Figures:
         results = Path(results) if results is not None else env.results_dir()
         figures = cls()
         for path in sorted(results.glob("*/claims.json")):
-            try:
-                figures.claims[path.parent.name] = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue   # a torn or unreadable file is no evidence; the rule's source is quoted instead
+            data, problem = read_json(path)
+            # An unreadable file is no evidence: the findings quote their rule's source instead.
+            if not problem and isinstance(data, dict):
+                figures.claims[path.parent.name] = data
+
         return figures
 
     def _find(self, lab: str, *keywords: str) -> tuple[dict, str] | None:
