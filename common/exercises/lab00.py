@@ -1,4 +1,4 @@
-"""Lab 00 (tour) exercises: turning timings into rates, and judging a difference against noise."""
+"""Lab 00 (tour) exercises: turning timings into rates, and judging a difference against noise with an interval."""
 
 from __future__ import annotations
 
@@ -30,21 +30,29 @@ def _check_tflops(fn) -> str | None:
     return None
 
 
+def _spread_rule(a, b) -> bool:
+    """The rule the interval replaces: the difference is noise if it is no larger than either side's range."""
+    difference = abs(sorted(a)[len(a) // 2] / sorted(b)[len(b) // 2] - 1) * 100
+    return difference <= max((max(x) - min(x)) / min(x) * 100 for x in (a, b))
+
+
 def _check_is_noise(fn) -> str | None:
-    # (medians of A, medians of B, is the difference noise?)
+    # (pass medians of A, of B, is the difference noise?): five interleaved passes each
     cases = (
-        ([1.00, 1.02], [0.99, 1.01], True),      # 1% apart, 2% spread: noise
-        ([1.00, 1.01], [0.80, 0.81], False),     # 25% faster, 1.25% spread: real
-        ([1.00, 1.30], [0.90, 0.92], True),      # 11% faster but A alone varies 30%: noise
+        ([1.00, 1.02, 0.99, 1.01, 1.00], [0.99, 1.01, 1.00, 1.02, 0.98], True),    # 1% apart: noise
+        ([1.00, 1.01, 1.00, 1.02, 1.01], [0.80, 0.81, 0.80, 0.82, 0.81], False),   # 25% faster: real
+        ([1.00, 1.30, 0.95, 1.25, 1.10], [0.90, 1.20, 0.92, 1.15, 1.05], True),    # 5% apart, 35% range: noise
+        ([1.00, 1.00, 1.01, 1.00, 1.60], [0.90, 0.90, 0.91, 0.90, 0.91], False),   # one slow pass of A: still real
     )
     for a, b, want in cases:
         got = fn(a, b)
         if got is None:
             raise NotImplementedError
         if bool(got) != want:
-            return (f"medians A={a}, B={b}: expected {'noise' if want else 'a real difference'}, got "
-                    f"{'noise' if got else 'a real difference'}. Compare the difference with the larger "
-                    "run-to-run spread (max - min) / min of either configuration.")
+            return (f"pass medians A={a}, B={b}: expected {'noise' if want else 'a real difference'}, got "
+                    f"{'noise' if got else 'a real difference'}. Does the 95% bootstrap interval of "
+                    "median(A) / median(B) over the passes contain 1? One slow pass widens the range of the "
+                    "passes, but hardly moves their median.")
     return None
 
 
@@ -56,7 +64,7 @@ EXERCISES = [
              "matmul_tflops(m, n, k, median_ms): the rate of an (m x k) @ (k x n) product in TFLOP/s.",
              _check_tflops, counterexample=lambda m, n, k, ms: m * n * k / (ms / 1e3) / 1e12),
     Exercise("00.3", "open",
-             "is_noise(medians_a, medians_b): whether B's difference from A is within the run-to-run spread.",
-             _check_is_noise,
-             counterexample=lambda a, b: abs(sum(a) / len(a) / (sum(b) / len(b)) - 1) < 0.05),
+             "is_noise(medians_a, medians_b): whether the 95% interval of median(A) / median(B) over the "
+             "passes contains 1.",
+             _check_is_noise, counterexample=_spread_rule),
 ]

@@ -14,6 +14,6 @@ def exercise_2(m: int, n: int, k: int, median_ms: float) -> float:
 
 
 def exercise_3(medians_a: list[float], medians_b: list[float]) -> bool:
-    difference_pct = abs(min(medians_a) / min(medians_b) - 1) * 100
-    noise_pct = max(bench.spread_pct(medians_a), bench.spread_pct(medians_b))
-    return difference_pct <= noise_pct
+    # noise when the bootstrap interval of median(A) / median(B) over the passes contains 1
+    low, high = bench.ratio_interval(medians_a, medians_b)
+    return low <= 1.0 <= high
