@@ -91,6 +91,11 @@ KERNEL_TIME_ENV = "TRTLABS_KERNEL_TIME"
 #: The kernel-time pass profiles about this much device time, 1 to KERNEL_TIME_MAX_ITERS iterations.
 KERNEL_TIME_BUDGET_MS = 50.0
 KERNEL_TIME_MAX_ITERS = 10
+#: Before its window the pass runs about this much wall time of un-counted iterations (at least one):
+#: the clocks and the queue return to the state the event-timed loop measured them in, after the
+#: profiler's start left the GPU idle (a power-limited GPU idle for milliseconds boosts its clocks).
+KERNEL_TIME_SETTLE_MS = 20.0
+KERNEL_TIME_MAX_SETTLE_ITERS = 2000
 #: Device activities that count as device work (kineto's names): kernels, copies and memsets.
 DEVICE_ACTIVITIES = ("kernel", "gpu_memcpy", "gpu_memset")
 _COPY_ACTIVITIES = ("gpu_memcpy", "gpu_memset")
@@ -175,6 +180,14 @@ def kernel_time_enabled(flag: bool | None = None) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{KERNEL_TIME_ENV}={value!r}: expected 1 or 0 (on or off)")
+
+
+def settle_iterations(wall_ms_per_iter: float, settle_ms: float = KERNEL_TIME_SETTLE_MS,
+                      max_iters: int = KERNEL_TIME_MAX_SETTLE_ITERS) -> int:
+    """How many un-counted iterations precede the kernel-time window: about `settle_ms` of wall time."""
+    if not wall_ms_per_iter > 0:
+        return 1
+    return int(min(max_iters, max(1, math.ceil(settle_ms / wall_ms_per_iter))))
 
 
 def kernel_iterations(per_iter_ms: float, budget_ms: float = KERNEL_TIME_BUDGET_MS,
@@ -305,10 +318,14 @@ def measure(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         stream = _cuda_stream(stream)
+        counting = kernel_time_enabled(kernel_time)
+        if counting:
+            _cupti_problem()   # CUPTI's one-off start (seconds) before the warm-up, not between loop and pass
         m = _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms,
                           min_iters, max_iters, extra or {})
-        if kernel_time_enabled(kernel_time):
-            m.kernel, m.kernel_note = measure_kernel_time(fn, stream, kernel_iterations(m.event_ms))
+        if counting:
+            m.kernel, m.kernel_note = measure_kernel_time(fn, stream, kernel_iterations(m.event_ms),
+                                                          settle=settle_iterations(m.wall_ms_per_iter))
         else:
             m.kernel_note = f"switched off ({KERNEL_TIME_ENV}=0 or kernel_time=False)"
         return m
@@ -472,7 +489,7 @@ def kernel_time_of_run(work, copies, window: tuple[float, float], iterations: in
                       iterations=iterations)
 
 
-def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
+def _profile(fn, stream, iterations: int, settle: int = 1) -> tuple[KernelTime | None, str]:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -483,7 +500,8 @@ def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
         try:
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                 with torch.cuda.stream(stream):
-                    fn()                       # one iteration outside the window, while CUPTI settles
+                    for _ in range(max(1, settle)):   # outside the window: CUPTI, clocks and queue settle
+                        fn()
                     torch.cuda.synchronize()
                     with record_function(_ITERATION_LABEL):
                         for _ in range(iterations):
@@ -502,8 +520,11 @@ def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
     return None, "CUPTI recorded no device work for this function"
 
 
-def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int) -> tuple[KernelTime | None, str]:
+def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int, *,
+                        settle: int = 1) -> tuple[KernelTime | None, str]:
     """Run `fn` `iterations` times under CUPTI on `stream`: its :class:`KernelTime`, or None and why.
+
+    `settle` iterations run first, outside the counted window (:func:`settle_iterations`).
 
     Never raises for the profiler's sake: a figure without kernel time says why in its note.
     """
@@ -513,7 +534,7 @@ def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int) -> tuple
     if problem:
         return None, problem
     with _gc_paused():
-        return _profile(fn, stream, iterations)
+        return _profile(fn, stream, iterations, settle)
 
 
 def _measure_cpu(fn, name, backend, batch_size, warmup_ms, measure_ms, min_iters, max_iters, extra):

@@ -65,6 +65,14 @@ def test_the_pass_profiles_about_50_ms():
     assert bench.kernel_iterations(0.0) == bench.KERNEL_TIME_MAX_ITERS
 
 
+def test_the_pass_settles_for_about_20_ms_of_wall_time_first():
+    assert bench.settle_iterations(0.2) == 100          # a device-bound 0.2 ms call
+    assert bench.settle_iterations(1.3) == 16           # a host-bound eager model
+    assert bench.settle_iterations(50.0) == 1           # one long call is settle enough
+    assert bench.settle_iterations(1e-6) == bench.KERNEL_TIME_MAX_SETTLE_ITERS
+    assert bench.settle_iterations(0.0) == 1 and bench.settle_iterations(float("nan")) == 1
+
+
 class _Event:
     def __init__(self, name, device, kind, start, end):
         self._v = name, device, kind, start, end
