@@ -459,6 +459,14 @@ def kernel_time_of(work, copies, windows) -> KernelTime | None:
 
 
 _CUPTI_STATE: dict[str, str] = {}
+#: What the kernel-time passes cost this process: wall seconds of the passes, their count, and
+#: CUPTI's one-off start (the probe). A lab's claims file records it (:func:`kernel_pass_cost`).
+_PASS_COST = {"pass_seconds": 0.0, "passes": 0, "cupti_start_seconds": 0.0}
+
+
+def kernel_pass_cost() -> dict[str, float]:
+    """Wall time this process spent in kernel-time passes so far (seconds, rounded), and how many ran."""
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in _PASS_COST.items()}
 
 
 def _cupti_problem() -> str:
@@ -466,7 +474,9 @@ def _cupti_problem() -> str:
     if "problem" not in _CUPTI_STATE:
         import torch
 
+        t0 = time.perf_counter()
         found, note = _profile(lambda: torch.cuda._sleep(1000), torch.cuda.Stream(), 1)
+        _PASS_COST["cupti_start_seconds"] += time.perf_counter() - t0
         problem = note if found is None else (
             "" if found.activities_per_iter >= 1 else "CUPTI reported no kernel for a known one")
         if problem:
@@ -533,8 +543,13 @@ def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int, *,
     problem = _cupti_problem()
     if problem:
         return None, problem
-    with _gc_paused():
-        return _profile(fn, stream, iterations, settle)
+    t0 = time.perf_counter()
+    try:
+        with _gc_paused():
+            return _profile(fn, stream, iterations, settle)
+    finally:
+        _PASS_COST["pass_seconds"] += time.perf_counter() - t0
+        _PASS_COST["passes"] += 1
 
 
 def _measure_cpu(fn, name, backend, batch_size, warmup_ms, measure_ms, min_iters, max_iters, extra):

@@ -21,6 +21,7 @@ import textwrap
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
+from .bench import kernel_pass_cost
 from .env import detect, project_root, results_dir
 from .files import write_text_atomic
 
@@ -167,6 +168,7 @@ class LabReport:
             "environment": env.as_dict(),
             "claims": [asdict(c) for c in self.claims],
             "figures": self.figures,
+            "kernel_time_pass": kernel_pass_cost(),   # what measuring kernel time cost this lab
         }
         path = results_dir(self.lab) / "claims.json"
         write_text_atomic(path, json.dumps(data, indent=1))   # a full disk keeps the old file whole
