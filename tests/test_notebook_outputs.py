@@ -82,12 +82,13 @@ def test_no_committed_output_exceeds_100_percent_of_a_ceiling(path):
 
 #: What a committed output must not show on stderr: a traceback, a library's log line or a dump.
 _LOG_LINE = re.compile(r"Traceback \(most recent call last\)|^[EWIF]\d{4} \d\d:\d\d|^\[\w+\] (WARNING|ERROR)|"
-                       r"^(WARNING|ERROR|CRITICAL):|AUTOTUNE |\d+%\|.*\| \d+/\d+", re.M)
+                       r"^(WARNING|ERROR|CRITICAL):|AUTOTUNE |\d+%\|.*\| \d+/\d+|"
+                       r"^\S+\.py:\d+: \w*Warning: ", re.M)   # a Python warning: a file path and its line
 
 
 #: Notebooks whose committed outputs predate clean headless runs (progress bars, library logs on
 #: stderr): expected to fail until executed again on the GPU machine. Empty it after that run.
-AWAITING_RERUN_STDERR: set[str] = set()
+AWAITING_RERUN_STDERR: set[str] = {"00_tour.ipynb"}
 
 
 def stderr_problems(nb: dict) -> list[str]:
@@ -113,6 +114,7 @@ def test_the_stderr_scanner_finds_tracebacks_logs_and_progress_bars():
     assert stderr_problems(nb("[IPKernelApp] WARNING | Kernel is running over TCP"))
     assert stderr_problems(nb("AUTOTUNE addmm(2048x2048, 2048x2048)"))
     assert stderr_problems(nb("sweep:  50%|█████     | 2/4 [00:03<00:03,  1.88s/it]"))
+    assert stderr_problems(nb("/srv/course/common/ceilings.py:162: CeilingWarning: 4356 is above the ceiling"))
     assert not stderr_problems(nb("")) and not stderr_problems({"cells": [{"outputs": []}]})
 
 

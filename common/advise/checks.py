@@ -99,15 +99,15 @@ def node_flops(graph: ModelGraph, node: onnx.NodeProto, batch: int) -> int:
     """Multiply-adds x 2 of a MatMul, Gemm or Conv node at `batch` (0 for other ops)."""
     batch_dim = _batch_dim(graph)
     if node.op_type in ("MatMul", "Gemm"):
-        a = concrete(graph.shape(node.input[0]), batch_dim, batch)
-        out = concrete(graph.shape(node.output[0]), batch_dim, batch)
+        a = concrete(graph.shape_at(node.input[0], batch), batch_dim, batch)
+        out = concrete(graph.shape_at(node.output[0], batch), batch_dim, batch)
         if not a or not out:
             return 0
         k = a[-2] if node.op_type == "Gemm" and attribute(node, "transA", 0) else a[-1]
         return 2 * math.prod(out) * k
     if node.op_type == "Conv":
         w = graph.weight_shape(node.input[1]) or graph.shape(node.input[1])
-        out = concrete(graph.shape(node.output[0]), batch_dim, batch)
+        out = concrete(graph.shape_at(node.output[0], batch), batch_dim, batch)
         if not w or not out or any(not isinstance(d, int) for d in w):
             return 0
         return 2 * math.prod(out) * math.prod(w[1:])
@@ -184,9 +184,10 @@ def launch_bound(graph: ModelGraph, ctx: Context) -> list[Finding]:
               f"{launch_us:.3g} us each" if rate_tflops else f"{kernels} compute nodes at batch 1")
     if bound:
         return [Finding("03_cuda_graphs", "launch-bound", [], detail, "advice",
-                        "at batch 1 the host launching kernels likely sets the pace: replay the engine as a CUDA "
-                        "graph (trtexec 11 does by default; --noCudaGraph measures without), or serve larger "
-                        "batches",
+                        "at batch 1 the launches may set the pace (a PyTorch per-op cost is an upper bound on an "
+                        "engine's enqueue per kernel): compare trtexec's Enqueue Time with its GPU Compute Time, "
+                        "and where the host is slower replay the engine as a CUDA graph (trtexec 11 does by "
+                        "default; --noCudaGraph measures without), or serve larger batches",
                         f"{launch_source}; {rate_source}")]
     return [Finding("03_cuda_graphs", "launch-bound", [], detail, "info",
                     "the matrix work outweighs the launches at batch 1: a CUDA graph saves little here",
@@ -501,7 +502,9 @@ def sparsity(graph: ModelGraph, ctx: Context) -> list[Finding]:
         findings.append(Finding(
             "09_sparsity", "too-small-for-2-4", [node_label(n) for n in small],
             f"{len(small)} layers below {crossover:g} GFLOP at batch {batch}", "info",
-            "expect TensorRT to keep dense kernels there: the sparse kernel's fixed cost outweighs halving the math",
+            "below the size where the counterpart's 2:4 kernels (PyTorch, cuSPARSELt, kernel time) started to win; "
+            "TensorRT times sparse and dense tactics per layer at build time and keeps the faster, so expect dense "
+            "kernels there and read the build log's picked layers",
             source))
     return findings
 

@@ -46,6 +46,7 @@ class ModelGraph:
     initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
     producer: dict[str, onnx.NodeProto] = field(default_factory=dict)
     consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=lambda: collections.defaultdict(list))
+    _at_batch: dict[int, dict[str, list[Dim]]] = field(default_factory=dict, repr=False)
 
     @property
     def nodes(self) -> list[onnx.NodeProto]:
@@ -58,6 +59,14 @@ class ModelGraph:
 
     def shape(self, name: str) -> list[Dim] | None:
         return self.shapes.get(name)
+
+    def shape_at(self, name: str, batch: int) -> list[Dim] | None:
+        """The shape of `name` with the inputs' batch dimension set to `batch`, inferred again through the
+        whole graph (so a dimension a Reshape computes from the batch is known too); the symbolic shape
+        where that inference leaves one unknown."""
+        if batch not in self._at_batch:
+            self._at_batch[batch] = _shapes_at_batch(self, batch)
+        return self._at_batch[batch].get(name) or self.shape(name)
 
     def is_weight(self, name: str) -> bool:
         return name in self.initializers or (name in self.producer and self.producer[name].op_type == "Constant")
@@ -108,6 +117,38 @@ def attribute(node: onnx.NodeProto, name: str, default=None):
 
 def node_label(node: onnx.NodeProto) -> str:
     return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
+
+
+def _value_shapes(values) -> dict[str, list[Dim]]:
+    shapes = {}
+    for value in values:
+        tensor_type = value.type.tensor_type
+        if tensor_type.HasField("shape"):
+            shapes[value.name] = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                                  for d in tensor_type.shape.dim]
+    return shapes
+
+
+def _shapes_at_batch(graph: ModelGraph, batch: int) -> dict[str, list[Dim]]:
+    """Shape inference (with data propagation) on a copy of the graph whose inputs have `batch` in place
+    of their symbolic first dimension; {} where the inference fails (the checks fall back to symbols)."""
+    inputs = graph.inputs
+    first = graph.shape(inputs[0].name) if inputs else None
+    batch_dim = first[0] if first else None
+    if not isinstance(batch_dim, str):
+        return {}
+    model = onnx.ModelProto()
+    model.CopyFrom(graph.model)
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and dims[0].dim_param == batch_dim:
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = batch
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError):
+        return {}
+    return _value_shapes(list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output))
 
 
 def load(path: str | Path) -> ModelGraph:

@@ -328,3 +328,25 @@ def test_build_adds_what_the_engine_shows_with_stand_ins(tmp_path, monkeypatch):
     assert "25.0% of the engine's profiled time at batch 8" in by_check["engine-reformats"].detail
     assert by_check["engine-slowest-layers"].nodes == ["fc", "Reformat fc"]
     assert by_check["engine-fusion"].detail.startswith("2 engine layers for 1 ONNX nodes")
+
+
+def test_flops_follow_the_batch_through_a_reshape_computed_from_it(tmp_path):
+    # x [batch, 8, 16] -> Reshape to [Shape(x)[0] * 8, 16] (the batch folded in, as an attention block
+    # does) -> MatMul with a 16x32 weight: symbolic inference loses the batch; at batch 4 it is 32 rows.
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["b"], axis=0),
+             helper.make_node("Mul", ["b", "eight"], ["rows"]),
+             helper.make_node("Concat", ["rows", "sixteen"], ["new_shape"], axis=0),
+             helper.make_node("Reshape", ["x", "new_shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w"], ["y"], name="fc")]
+    consts = [numpy_helper.from_array(np.array([0], dtype=np.int64), "zero"),
+              numpy_helper.from_array(np.array([8], dtype=np.int64), "eight"),
+              numpy_helper.from_array(np.array([16], dtype=np.int64), "sixteen"),
+              _weight("w", np.ones((16, 32)))]
+    model = _model(nodes, [_vi("x", ["batch", 8, 16])], [_vi("y", [None, 32])], consts)
+    graph = advise.graph.load(_save(tmp_path, model))
+    fc = next(n for n in graph.nodes if n.name == "fc")
+    assert not isinstance((graph.shape(fc.input[0]) or [None])[0], int)   # symbolic: the batch is lost
+    assert graph.shape_at(fc.input[0], 4) == [32, 16]
+    assert checks.node_flops(graph, fc, 4) == 2 * 32 * 32 * 16
+    assert checks.node_flops(graph, fc, 8) == 2 * 64 * 32 * 16

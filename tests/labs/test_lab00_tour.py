@@ -25,6 +25,16 @@ INT8_WHY = ("torch._int_mm's kernels against torch._scaled_mm's, not the chip: T
 FP8_WHY = "torch._scaled_mm against cuBLAS FP16, best of each sweep"
 
 
+def test_a_share_above_the_ceiling_reads_100_and_says_so_in_the_notes_not_on_stderr(recwarn):
+    ceil, notes = ceilings(H100), []
+    assert lab.share_of_ceiling(ceil, 1500.0, "copy", notes) == pytest.approx(50.0) and notes == []
+    assert lab.share_of_ceiling(ceil, 3039.0, "copy", notes) == 100.0          # 1.3% above: the new best
+    assert len(notes) == 1 and "1.013x the ceiling" in notes[0] and ceil.copy_gbps == 3039.0
+    assert lab.share_of_ceiling(ceil, 3 * 3039.0, "copy", notes) == 100.0      # far above: a stale ceiling
+    assert len(notes) == 2 and "refresh=True" in notes[1]
+    assert not [w for w in recwarn if "ceiling" in str(w.message)]
+
+
 def test_ceilings_claims_on_a_hopper_gpu():
     got = outcome(lab.ceilings_claims(ceilings(H100), has_gpu=True))
     assert got == [

@@ -448,3 +448,25 @@ def test_placement_table_lines_up_graphs():
     assert by_node["conv"]["A"] == "act+weight" and by_node["conv"]["B"] == "-"
     assert by_node["gemm"]["A"] == "-" and by_node["gemm"]["B"] == "weight"
     assert by_node["add"]["B"] == "act" and "relu" not in by_node
+
+
+def test_model_flops_counts_convolutions_and_linear_layers():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 4 * 4, 10))
+    # conv: 8x4x4 outputs x (3 x 3 x 3) multiply-adds; linear: 10 outputs x 128
+    assert lab.model_flops(net, torch.zeros(1, 3, 4, 4)) == 2 * (8 * 4 * 4 * 27 + 10 * 128)
+    assert lab.model_flops(net, torch.zeros(2, 3, 4, 4)) == 2 * lab.model_flops(net, torch.zeros(1, 3, 4, 4))
+
+
+def test_ceiling_shares_read_each_precision_in_its_faster_layout_on_event_time():
+    from types import SimpleNamespace
+
+    speed = [{"model": "m", "precision": "fp32", "layout": "nchw", "batch": 10, "latency_ms": 2.0, "kernel_ms": 1.9},
+             {"model": "m", "precision": "fp32", "layout": "channels_last", "batch": 10, "latency_ms": 1.0, "kernel_ms": 0.9},
+             {"model": "m", "precision": "fp16", "layout": "channels_last", "batch": 10, "latency_ms": 0.1, "kernel_ms": 0.05}]
+    gpu = SimpleNamespace(device="cuda", matmul_tflops={"fp32": 50.0, "fp16": 600.0})
+    shares = lab.ceiling_shares(speed, {"m": 2e9}, gpu)   # 20 GFLOP per batch
+    assert shares[("m", "fp32")]["layout"] == "channels_last" and shares[("m", "fp32")]["tflops"] == pytest.approx(20.0)
+    assert shares[("m", "fp32")]["pct_of_ceiling"] == pytest.approx(40.0)
+    assert shares[("m", "fp16")]["pct_of_ceiling"] == pytest.approx(100 / 3)   # 200 of 600 TFLOP/s
+    assert lab.ceiling_shares(speed, {"m": 2e9}, None) == {}

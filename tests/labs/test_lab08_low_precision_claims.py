@@ -347,3 +347,16 @@ def test_tensorrt_claims_without_tensorrt(results):
     got = run(lab.tensorrt_claims, dataclasses.replace(results, trt_study=None))
     assert [c.status for c in got.values()] == [NA] * 4
     assert {c.why for c in got.values()} == {"needs TensorRT (not installed here); ONNX Runtime scored the graphs instead"}
+
+
+def test_a_gain_past_the_ceilings_ratio_says_which_run_fell_short_of_its_ceiling(results):
+    shares = {(f"DigitsCNN({WIDE})", "fp32"): {"tflops": 15.9, "ceiling_tflops": 53.9, "pct_of_ceiling": 29.5,
+                                               "layout": "channels_last"},
+              (f"DigitsCNN({WIDE})", "fp16"): {"tflops": 415.0, "ceiling_tflops": 663.0, "pct_of_ceiling": 62.6,
+                                               "layout": "channels_last"}}
+    r = dataclasses.replace(results, precision_speedups=gpu_speedups(fp16_wide=1.9, fp16_small=2.5, tf32_wide=0.9),
+                            ceiling_ratio={"fp16": 1.5}, ceiling_share=shares)
+    got = run(lab.speed_claims, r)
+    assert got["ceiling"].status == FAILS
+    assert ("FP32 ran at 30% of the FP32 matrix ceiling (15.9 of 53.9 TFLOP/s), FP16 at 63% of FP16's" in got["ceiling"].why
+            and got["ceiling"].why.endswith("by about 2.1x"))

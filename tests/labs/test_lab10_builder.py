@@ -623,3 +623,15 @@ def test_compile_study_on_gpu_with_cuda_graphs():
     assert study.run("reduce-overhead").kernels.kernels, "CUPTI sees the kernels inside a CUDA-graph replay"
     assert {row["regime"] for row in study.rows()} <= {"device-bound", "host-bound", "mixed"}
     assert study.on_device("eager", "default").on == "kernel"
+
+
+def test_a_search_that_bought_a_slower_kernel_says_which_kernels_ran():
+    slow_templates = lab.aggregate("max-autotune", "cuda", [("triton_tem_fused_addmm_0", 45.0), ("triton_poi_fused_0", 5.0)], 1)
+    studies = _studies(cnn_default=(0.5, 0.505), mlp_default=(0.5, 0.505), mlp_autotune=(1.0, 1.01),
+                       autotune_cold_s=10.0, warm_s=0.5)
+    studies["mlp"].modes[1] = dataclasses.replace(studies["mlp"].modes[1], kernels=slow_templates)
+    by = _compile_statuses(lab.compile_claims(studies))
+    assert by["search_gain"].status == report.FAILS
+    why = by["search_gain"].why
+    assert f"GEMMs: default {lab.LIBRARY} 30 us/iter, max-autotune {lab.GENERATED_GEMM} 45 us/iter: " in why
+    assert "in the model they run slower" in why and "separate blocks" in why

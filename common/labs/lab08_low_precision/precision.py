@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -364,6 +364,58 @@ def ceiling_ratios(measured: Any) -> dict[str, float]:
         return {}
     rates = measured.matmul_tflops
     return {p: rates[p] / rates["fp32"] for p in ("fp16", "bf16", "tf32") if p in rates}
+
+
+def model_flops(model: "torch.nn.Module", sample: "torch.Tensor") -> int:
+    """Multiply-adds x 2 of one forward pass of `model` on `sample` (its convolutions and linear layers:
+    the arithmetic a matrix ceiling bounds), counted from the layers' output shapes."""
+    import torch
+
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, torch.nn.Conv2d):
+            kh, kw = module.kernel_size
+            total += 2 * output.numel() * (module.in_channels // module.groups) * kh * kw
+        elif isinstance(module, torch.nn.Linear):
+            total += 2 * output.numel() * module.in_features
+
+    param = next(model.parameters(), None)
+    if param is not None:   # the sample where the model lives, in its dtype
+        sample = sample.to(param.device, param.dtype)
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
+
+
+#: The lab 00 matrix ceiling each precision's run is bounded by ("fp32" with TF32 off).
+CEILING_OF = {"fp32": "fp32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16"}
+
+
+def ceiling_shares(speed: Sequence[dict], flops_per_image: Mapping[str, int], measured: Any) -> dict[tuple[str, str], dict]:
+    """Per (model, precision), in its faster layout: the arithmetic rate on event time (as lab 00 measured
+    its ceilings) and its share of that precision's matrix ceiling; empty without ceilings. Where a
+    precision gains more over FP32 than the ceilings' ratio, these shares say which run fell short."""
+    if measured is None or measured.device != "cuda":
+        return {}
+    layouts = best_layouts(speed)
+    out = {}
+    for row in speed:
+        key = (row["model"], row["precision"])
+        dtype = CEILING_OF.get(row["precision"])
+        if layouts.get(key) != row["layout"] or row["model"] not in flops_per_image or dtype not in measured.matmul_tflops:
+            continue
+        tflops = flops_per_image[row["model"]] * row["batch"] / (row["latency_ms"] / 1e3) / 1e12
+        ceiling = measured.matmul_tflops[dtype]
+        out[key] = {"tflops": tflops, "ceiling_tflops": ceiling, "pct_of_ceiling": min(100.0, 100 * tflops / ceiling),
+                    "layout": row["layout"]}
+    return out
 
 
 def throughput_plot(rows: Sequence[dict], *, title: str, path: str | Path, value: str = "img_per_s",
