@@ -100,6 +100,8 @@ KERNEL_TIME_MAX_SETTLE_ITERS = 2000
 DEVICE_ACTIVITIES = ("kernel", "gpu_memcpy", "gpu_memset")
 _COPY_ACTIVITIES = ("gpu_memcpy", "gpu_memset")
 _ITERATION_LABEL = "bench.kernel_time.iteration"
+#: A kernel note: CUPTI works in this process (its probe saw a known kernel) but saw none for this function.
+NO_DEVICE_WORK = "CUPTI recorded no device work for this function"
 
 
 @dataclass(frozen=True)
@@ -527,7 +529,7 @@ def _profile(fn, stream, iterations: int, settle: int = 1) -> tuple[KernelTime |
         found = kernel_time_of_run(work, copies, ranges[0], iterations)
         if found is not None and found.activities_per_iter > 0:
             return found, ""
-    return None, "CUPTI recorded no device work for this function"
+    return None, NO_DEVICE_WORK
 
 
 def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int, *,

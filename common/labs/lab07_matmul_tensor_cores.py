@@ -558,6 +558,9 @@ def _gpu_claims(r: AlignmentResults, claims_text: dict[str, str], has_fp8: bool,
         ratio, interval, on = r.ratio("int8", base - 8)
         refused = sorted(r.int8_refused)
         why = f"refused K: {refused or 'none'}; K = {base - 8} over K = {base}, {on} time"
+        if (base - 8) % 16 and ratio < 0.8:   # accepted, but not at INT8's own alignment
+            why += (f"; K = {base - 8} is a multiple of 8 but not of 16, INT8's tensor-core alignment: accepted, it "
+                    "runs through a slower kernel")
         if refused and all(k % 8 for k in refused):
             lab_report.check_ratio(claims_text["int8"], ratio, interval, threshold=0.8, fmt="{:.2f}x", why=why)
         else:
@@ -580,7 +583,8 @@ def _gpu_claims(r: AlignmentResults, claims_text: dict[str, str], has_fp8: bool,
 def _tensorrt_claims(r: AlignmentResults, lab_report: report.LabReport) -> None:
     if r.trt_study is None:
         for key in ("trt", "trt_gain", "trt_batched"):
-            lab_report.not_applicable(CLAIMS[key], "needs TensorRT (not installed); padding measured in PyTorch")
+            lab_report.not_applicable(CLAIMS[key], "needs TensorRT (not installed); padding and the 4-D MatMul "
+                                                   "measured in PyTorch instead")
         return
     engines = r.trt_study["engines"]
     reformats = len(engines["padded"]["reformat_layers"])

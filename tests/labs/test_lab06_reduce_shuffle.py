@@ -216,7 +216,8 @@ def results(*, holds: bool) -> lab.ReduceShuffleResults:
     facts = [{"shuffle": case.name, "shares_storage": i < (4 if holds else 5)} for i, case in enumerate(lab.shuffle_cases())]
     shuffle_rows = [{"shuffle": case.name, "timed_on": "kernel", "GB_per_s": 570.0 if holds else 2500.0,
                      "x_one_copy": (0.0 if holds else 0.12) if i < 4 else (5.15 if holds else 1.2),
-                     "pct_of_copy": float("nan") if i < 4 else (19.0 if holds else 83.0)}
+                     "pct_of_copy": float("nan") if i < 4 else (19.0 if holds else 83.0),
+                     "median_ms": 0.0071 if i < 4 else 0.3, "kernels_per_iter": (0 if holds else 1) if i < 4 else 1}
                     for i, case in enumerate(lab.shuffle_cases())]
     trt_reduce = [{"case": c.short_name, "layers": 1 if holds or not c.transpose_first else 2, "GB_per_s_profile": 2000.0,
                    "layer_names": ["reduce"]} for c in lab.trt_reduce_cases(NCHW)]
@@ -251,6 +252,7 @@ def test_claims_hold_with_their_measured_figures():
     assert held[storage][1] == "4 of 7 share storage"
     no_op = f"{BACKEND}: a no-op reshape costs under 10% of one copy of the tensor (kernel time)"
     assert held[no_op][1] == "0.00% of a copy's time"
+    assert held[no_op][2].startswith("no kernel ran for any of them: the 7.1 us between the events is the host's call")
     real = (f"{BACKEND}: a real transpose (NCHW -> NHWC, .contiguous()) moves the tensor at under half the copy "
             "bandwidth (bytes read + written, as the copy ceiling counts them)")
     assert held[real][:2] == (report.HOLDS, "19% of copy") and "5.15x the time of one copy" in held[real][2]
@@ -265,6 +267,8 @@ def test_claims_do_not_hold_when_the_measurements_say_no():
     failed = statuses(lab_report)
     assert len(failed) == 14 and all(status == report.FAILS for status, _, _ in failed.values()), failed
     assert failed[lab.TRT_CLAIMS[1]][1] == "2 Shuffle layers"
+    no_op = f"{BACKEND}: a no-op reshape costs under 10% of one copy of the tensor (kernel time)"
+    assert "kernel time 300.0 us, the cost of the call itself" in failed[no_op][2]
     assert failed[lab.TRT_CLAIMS[3]][1] == "2 layers" and "layers ['reduce']" in failed[lab.TRT_CLAIMS[3]][2]
     assert lab_report.unexplained() == []
 
@@ -303,3 +307,25 @@ def test_tensorrt_claims_are_not_applicable_without_tensorrt():
                                   "needs TensorRT: the engine inspector and profiler read a built engine")
     lab_report = report.LabReport("06_reduce_shuffle")
     assert lab.claims(r, has_tensorrt=False, lab_report=lab_report) is lab_report and len(lab_report.claims) == 14
+
+
+def test_a_view_on_a_gpu_counts_as_no_kernel_and_zero_device_time(monkeypatch):
+    from types import SimpleNamespace
+
+    def fake_runs(name, ms, kernel_ms):
+        stats = bench.Stats.of([ms])
+        kernel = None if kernel_ms is None else bench.KernelTime(kernel_ms, kernel_ms, 0.0, 1, 5)
+        note = bench.NO_DEVICE_WORK if kernel_ms is None else ""
+        return [bench.Measurement(name, "fake", "cuda", 1, stats, stats, ms, 1, 0.0, "cuda-events", kernel=kernel,
+                                  kernel_note=note) for _ in range(2)]
+
+    cases = [lab.ShuffleCase("view", lambda t: t.reshape(t.shape[0], -1)),
+             lab.ShuffleCase("copy", lambda t: t.permute(0, 2, 3, 1).contiguous())]
+    monkeypatch.setattr(lab.bench, "measure_interleaved", lambda configs, **kw: {
+        "view": fake_runs("view", 0.007, None), "copy": fake_runs("copy", 0.3, 0.29)})
+    rows = lab.measure_shuffles(torch.zeros(2, 3, 4, 4), cases, backend="b", device="cuda",
+                                ceiling=SimpleNamespace(copy_gbps=1000.0, pcts_of=lambda gbps, *a: [(50.0, "")] * len(gbps)),
+                                passes=2)
+    view, copy = rows
+    assert (view["kernels_per_iter"], view["kernel_ms"], view["x_one_copy"], view["timed_on"]) == (0, 0.0, 0.0, "kernel")
+    assert view["regime"] == bench.HOST_BOUND and copy["kernels_per_iter"] == 1 and copy["kernel_ms"] == pytest.approx(0.29)

@@ -157,6 +157,9 @@ def test_claims_do_not_hold_when_the_measurements_say_no():
         assert failed[c[key]][0] == report.FAILS, key
     assert failed[c["odd_k"]][1].startswith("0.58x") and failed[c["trt"]][1] == "1 reformat layers"
     assert failed[c["onnx"]][1] == "3.0e-05"
+    assert failed[c["int8"]][1].startswith("0.56x")
+    assert failed[c["int8"]][2].endswith("K = 4088 is a multiple of 8 but not of 16, INT8's tensor-core alignment: "
+                                         "accepted, it runs through a slower kernel")
     assert lab_report.unexplained() == []
 
 
@@ -189,7 +192,8 @@ def test_claims_without_fp8_or_tensorrt_say_why():
     assert missing[lab.CLAIMS["fp8"]] == (report.NOT_APPLICABLE, "-", "FP8 tensor cores need compute capability 8.9+")
     for key in ("trt", "trt_gain", "trt_batched"):
         assert missing[lab.CLAIMS[key]] == (report.NOT_APPLICABLE, "-",
-                                            "needs TensorRT (not installed); padding measured in PyTorch")
+                                            "needs TensorRT (not installed); padding and the 4-D MatMul measured in "
+                                            "PyTorch instead")
 
 
 @pytest.mark.parametrize("cpu_rate, status", [(450.0, report.HOLDS), (300.0, report.FAILS)])

@@ -323,3 +323,10 @@ def test_a_log_without_sparsity_lines_is_not_eligible(results):
 def test_tensorrt_claims_without_tensorrt(results, sparse_runs, why):
     got = run(lab.tensorrt_claims, dataclasses.replace(results, sparse_runs=sparse_runs, trt_studies={}))
     assert [c.status for c in got.values()] == [NA, NA, NA] and {c.why for c in got.values()} == {why}
+
+
+def test_the_crossover_says_where_sparse_also_wins_below_it(results):
+    headline = dict(results.headline, **{SMALLEST: cmp(1.26, b=f"{SMALLEST} cuSPARSELt, W @ X")})
+    got = run(lab.speed_claims, dataclasses.replace(results, headline=headline))
+    assert got["crossover"].status == HOLDS and got["crossover"].measured == "137 GFLOP"
+    assert f"below it sparse also wins at {SMALLEST} 1.26x: shape matters, not size alone" in got["crossover"].why

@@ -140,8 +140,10 @@ def _crossover_claim(r: Results, lab_report: report.LabReport) -> None:
     below = [row for row in rows if row["gflop"] < crossover]
     loses = (f"loses at {below[-1]['gflop']:,.0f} GFLOP ({below[-1]['gemm']}, {below[-1]['speedup']:.2f}x)" if below
              else "wins at every size of the sweep")
+    wins_below = [f"{row['gemm']} {row['speedup']:.2f}x" for row in below if row["speedup"] >= 1]
+    also = f"; below it sparse also wins at {', '.join(wins_below)}: shape matters, not size alone" if wins_below else ""
     lab_report.check(text, crossover, True, fmt="{:,.0f} GFLOP",
-                     why=f"{at['gemm']} {at['speedup']:.2f}x; {loses}; best sparse vs best dense per GEMM")
+                     why=f"{at['gemm']} {at['speedup']:.2f}x; {loses}{also}; best sparse vs best dense per GEMM")
 
 
 def _per_call_claim(r: Results, lab_report: report.LabReport) -> None:

@@ -125,8 +125,14 @@ def _gpu_claims(r: PyTorchResults, lab: report.LabReport) -> None:
     lab.check_comparison(CLAIMS["tactics"], r.tactic_cmp, threshold=1.0,
                          why=f"{r.best.split(':')[0]} against {r.worst.split(':')[0]}")
     best_row = next(row for row in r.sweep_rows if row["config"] == r.best)
-    lab.check(CLAIMS["bandwidth"], best_row["pct_of_copy"], best_row["pct_of_copy"] >= 70, fmt="{:.0f}%",
-              why=f"{best_row['gb_per_s']:.0f} of {r.copy_gbps:.0f} GB/s, on {best_row.get('timed_on', 'event')} time")
+    why = f"{best_row['gb_per_s']:.0f} of {r.copy_gbps:.0f} GB/s, on {best_row.get('timed_on', 'event')} time"
+    pass_ms = best_row.get("kernel_ms", float("nan"))
+    pass_ms = pass_ms if pass_ms == pass_ms else best_row.get("latency_ms", float("nan"))   # NaN: no kernel time
+    if best_row["pct_of_copy"] < 70 and pass_ms == pass_ms:
+        why += (f"; the open question: the ceiling was measured on copies of 1 GiB and more, this pass lasts "
+                f"{1e3 * pass_ms:.0f} us, where a kernel's ramp-up and last partial wave weigh more; "
+                "a copy of the same tensor was not timed here")
+    lab.check(CLAIMS["bandwidth"], best_row["pct_of_copy"], best_row["pct_of_copy"] >= 70, fmt="{:.0f}%", why=why)
     lab.check_comparison(CLAIMS["autotune"], r.autotune_cmp, threshold=0.95,
                          why=f"chose tactic {r.chosen.id}; best measured {r.best.split(':')[0]}")
     lab.check_comparison(CLAIMS["fused"], r.fused_cmp, threshold=1.5, why="composed ops against the custom op")
