@@ -88,7 +88,7 @@ _LOG_LINE = re.compile(r"Traceback \(most recent call last\)|^[EWIF]\d{4} \d\d:\
 
 #: Notebooks whose committed outputs predate clean headless runs (progress bars, library logs on
 #: stderr): expected to fail until executed again on the GPU machine. Empty it after that run.
-AWAITING_RERUN_STDERR: set[str] = {"00_tour.ipynb"}
+AWAITING_RERUN_STDERR: set[str] = set()
 
 
 def stderr_problems(nb: dict) -> list[str]:
