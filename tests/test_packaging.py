@@ -1,5 +1,6 @@
 """The pip path (pyproject.toml) and the conda path (environment.yml) must give the same environment."""
 
+import json
 import re
 from pathlib import Path
 
@@ -51,3 +52,14 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
     assert "--nbval" in (ROOT / "pyproject.toml").read_text()   # strict nbval options live in the config
+
+
+def test_the_readme_quotes_the_recorded_course_durations():
+    readme = (ROOT / "README.md").read_text()
+    recorded = json.loads((ROOT / "docs" / "durations.json").read_text())
+    quoted = re.search(r"On the H200\s+the thirteen labs took (\d+) s at the full scale.*?on a 2-core CPU (\d+) s at the small",
+                       readme, re.S)
+    assert quoted, "the README no longer quotes the recorded durations"
+    gpu = sum(recorded["NVIDIA H200"]["full"].values())
+    cpu = sum(recorded["cpu, 2 cores"]["small"].values())
+    assert abs(int(quoted[1]) - gpu) <= 0.02 * gpu and abs(int(quoted[2]) - cpu) <= 0.02 * cpu, (quoted.groups(), gpu, cpu)
