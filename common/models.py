@@ -184,5 +184,16 @@ def example_input(name: str, batch_size: int, scale: str = "full", seed: int = 0
     return x.to(device=device, dtype=dtype)
 
 
+def forward_with_hooks(model: nn.Module, x: torch.Tensor, hooks) -> torch.Tensor:
+    """`model(x)` without gradients, with forward hooks — (module, hook) pairs — registered for that call only."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    try:
+        with torch.no_grad():
+            return model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -119,3 +119,24 @@ def test_export_precision_is_checked_and_case_insensitive(tmp_path):
         onnx_tools.export(model, torch.ones(1, 4), tmp_path / "m.onnx", precision="int4")   # was a bare KeyError
     path = onnx_tools.export(model, torch.ones(1, 4), tmp_path / "m.onnx", precision="FP32")
     assert onnx_tools.node_counts(path) == {"Gemm": 1}
+
+
+def test_forward_with_hooks_runs_once_without_grad_and_removes_its_hooks():
+    import torch
+
+    from common.models import forward_with_hooks
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
+    seen = []
+    y = forward_with_hooks(net, torch.ones(2, 4), [(net[0], lambda m, args, out: seen.append(out.shape))])
+    assert seen == [torch.Size([2, 3])] and not y.requires_grad
+    net(torch.ones(1, 4))
+    assert len(seen) == 1                                   # the hook is gone after the call
+
+    def boom(m, args, out):
+        raise RuntimeError("boom")
+    try:
+        forward_with_hooks(net, torch.ones(1, 4), [(net[1], boom)])
+    except RuntimeError:
+        pass
+    net(torch.ones(1, 4))                                   # removed after a failure too

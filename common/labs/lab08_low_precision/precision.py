@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from common import bench, cases, checks
 from common.cases import TORCH_DTYPE, Case, int8_case  # noqa: F401  (lab 08 shows the shared INT8 case)
 from common.datasets import Split
+from common.models import forward_with_hooks
 from common.onnx import ort_session
 from common.training import accuracy_of, standard_error_points
 
@@ -384,13 +385,7 @@ def model_flops(model: "torch.nn.Module", sample: "torch.Tensor") -> int:
     param = next(model.parameters(), None)
     if param is not None:   # the sample where the model lives, in its dtype
         sample = sample.to(param.device, param.dtype)
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    try:
-        with torch.no_grad():
-            model(sample)
-    finally:
-        for h in hooks:
-            h.remove()
+    forward_with_hooks(model, sample, [(m, count) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))])
     return total
 
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from common import bench, plots
 from common.cases import Case, checked, measure_cases, random_tensor, tf32_mode
+from common.models import forward_with_hooks
 
 from .pattern import is_2_4, prune_2_4
 
@@ -72,14 +73,8 @@ def layer_inputs(model: nn.Module, names: Sequence[str], x: torch.Tensor) -> dic
     """The input each named layer receives when `model` runs on `x` (forward hooks, no grad)."""
     modules = dict(model.named_modules())
     seen: dict[str, torch.Tensor] = {}
-    handles = [modules[n].register_forward_hook(lambda m, args, out, n=n: seen.__setitem__(n, args[0].detach()))
-               for n in names]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    forward_with_hooks(model, x, [(modules[n], lambda m, args, out, n=n: seen.__setitem__(n, args[0].detach()))
+                                  for n in names])
     return seen
 
 
