@@ -119,6 +119,11 @@ def node_label(node: onnx.NodeProto) -> str:
     return node.name or f"{node.op_type}({node.output[0] if node.output else '?'})"
 
 
+def _values(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """Every typed value of an inferred model: its inputs, intermediate values and outputs."""
+    return list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output)
+
+
 def _value_shapes(values) -> dict[str, list[Dim]]:
     shapes = {}
     for value in values:
@@ -148,7 +153,7 @@ def _shapes_at_batch(graph: ModelGraph, batch: int) -> dict[str, list[Dim]]:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except (onnx.shape_inference.InferenceError, RuntimeError):
         return {}
-    return _value_shapes(list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output))
+    return _value_shapes(_values(inferred))
 
 
 def load(path: str | Path) -> ModelGraph:
@@ -178,12 +183,11 @@ def load(path: str | Path) -> ModelGraph:
     for t in model.graph.initializer:
         graph.shapes[t.name] = list(t.dims)
         graph.elem_types[t.name] = t.data_type
-    for value in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
-        tensor_type = value.type.tensor_type
-        graph.elem_types.setdefault(value.name, tensor_type.elem_type)
-        if tensor_type.HasField("shape"):
-            graph.shapes.setdefault(value.name, [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-                                                 for d in tensor_type.shape.dim])
+    values = _values(inferred)
+    for value in values:
+        graph.elem_types.setdefault(value.name, value.type.tensor_type.elem_type)
+    for name, shape in _value_shapes(values).items():
+        graph.shapes.setdefault(name, shape)
     for node in model.graph.node:
         for out in node.output:
             graph.producer[out] = node

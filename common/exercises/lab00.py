@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import statistics
+
+from common import bench
 from common.exercises import Exercise, close
 
 
@@ -32,8 +35,8 @@ def _check_tflops(fn) -> str | None:
 
 def _spread_rule(a, b) -> bool:
     """The rule the interval replaces: the difference is noise if it is no larger than either side's range."""
-    difference = abs(sorted(a)[len(a) // 2] / sorted(b)[len(b) // 2] - 1) * 100
-    return difference <= max((max(x) - min(x)) / min(x) * 100 for x in (a, b))
+    difference = abs(statistics.median(a) / statistics.median(b) - 1) * 100
+    return difference <= max(bench.spread_pct(a), bench.spread_pct(b))
 
 
 def _check_is_noise(fn) -> str | None:

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from common import bench, report
+from claim_keys import claims_by_key
 from common.labs import lab08_low_precision as lab
 
 HOLDS, FAILS, NA, INCONCLUSIVE = report.HOLDS, report.FAILS, report.NOT_APPLICABLE, report.INCONCLUSIVE
@@ -80,9 +81,7 @@ def results():
 
 def by_key(lab_report, r):
     """Claims by their key in claim_texts."""
-    texts = lab.claim_texts(r.wide, r.gemm_big, r.gemm_small)
-    found = {c.claim: c for c in lab_report.claims}
-    return {key: found[text] for key, text in texts.items() if text in found}
+    return claims_by_key(lab_report, lab.claim_texts(r.wide, r.gemm_big, r.gemm_small))
 
 
 def run(section, r):

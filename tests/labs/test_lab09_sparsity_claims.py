@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from common import bench, report
+from claim_keys import claims_by_key
 from common.labs import lab09_sparsity as lab
 from common.trt.sparsity import LayerSparsity, SparsityLog
 
@@ -71,9 +72,7 @@ def results():
 
 def by_key(lab_report, r):
     """Claims by their key in claim_texts."""
-    texts = lab.claim_texts(r.ft_epochs, r.largest, r.smallest, r.wide)
-    found = {c.claim: c for c in lab_report.claims}
-    return {key: found[text] for key, text in texts.items() if text in found}
+    return claims_by_key(lab_report, lab.claim_texts(r.ft_epochs, r.largest, r.smallest, r.wide))
 
 
 def run(section, r):

@@ -64,9 +64,9 @@ def _gemm_note(default, autotune) -> str:
     def gemm_us(profile) -> float:
         return sum(k["us_per_iter"] for k in profile.kernels if k["kind"] in (LIBRARY, GENERATED_GEMM))
 
-    head = (f"GEMMs: default {default.kernels.gemm_kind()} {gemm_us(default.kernels):.0f} us/iter, max-autotune "
-            f"{autotune.kernels.gemm_kind()} {gemm_us(autotune.kernels):.0f} us/iter")
-    if autotune.kernels.gemm_kind() != default.kernels.gemm_kind() and gemm_us(autotune.kernels) > gemm_us(default.kernels):
+    (kind_d, us_d), (kind_a, us_a) = ((p.gemm_kind(), gemm_us(p)) for p in (default.kernels, autotune.kernels))
+    head = f"GEMMs: default {kind_d} {us_d:.0f} us/iter, max-autotune {kind_a} {us_a:.0f} us/iter"
+    if kind_a != kind_d and us_a > us_d:
         return (head + ": the autotuner kept the candidates its own short benchmark timed fastest, and in the model "
                 "they run slower (why its benchmark and the model disagree is not measured here)")
     return head

@@ -9,6 +9,8 @@ being the host time of one call path as a multiple of another's.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -126,9 +128,10 @@ def _gpu_claims(r: PyTorchResults, lab: report.LabReport) -> None:
                          why=f"{r.best.split(':')[0]} against {r.worst.split(':')[0]}")
     best_row = next(row for row in r.sweep_rows if row["config"] == r.best)
     why = f"{best_row['gb_per_s']:.0f} of {r.copy_gbps:.0f} GB/s, on {best_row.get('timed_on', 'event')} time"
-    pass_ms = best_row.get("kernel_ms", float("nan"))
-    pass_ms = pass_ms if pass_ms == pass_ms else best_row.get("latency_ms", float("nan"))   # NaN: no kernel time
-    if best_row["pct_of_copy"] < 70 and pass_ms == pass_ms:
+    pass_ms = best_row.get("kernel_ms", math.nan)
+    if math.isnan(pass_ms):   # no kernel time: the event time
+        pass_ms = best_row.get("latency_ms", math.nan)
+    if best_row["pct_of_copy"] < 70 and not math.isnan(pass_ms):
         why += (f"; the open question: the ceiling was measured on copies of 1 GiB and more, this pass lasts "
                 f"{1e3 * pass_ms:.0f} us, where a kernel's ramp-up and last partial wave weigh more; "
                 "a copy of the same tensor was not timed here")
