@@ -333,7 +333,7 @@ PINNED = "{}: pinned host memory copies faster than pageable"
 FOUR = "4 CUDA graphs on 4 streams beat them on one stream"
 BIG = "at batch 64, where one model fills the GPU, two streams gain less than at batch 1"
 PINNED_OVERLAP = "a pinned upload overlaps an inference on another stream (overlap at least 0.5)"
-PAGEABLE_OVERLAP = "a pageable upload overlaps less than a pinned one"
+PAGEABLE_OVERLAP = "a pageable upload overlaps less than a pinned one (on the GPU's timeline)"
 
 
 def gpu_results(eager, graph, four, big):
@@ -349,8 +349,11 @@ def gpu_studies(blocking_overlap, created_ms, non_blocking_ms, host_cost, pinned
         "default | blocking spin": ({"timeline_overlap": blocking_overlap, "together_ms": 0.70, "sum_ms": 0.71},
                                     blocking_ms),
     })
-    uploads = overlap_study({"pageable upload": ({"overlap": pageable_overlap, "spread_pct": 14.6}, [10.7] * 5),
-                             "pinned upload": ({"overlap": pinned_overlap, "spread_pct": 3.174}, [1.26] * 5)})
+    # the medians' overlap of a noisy pageable copy can read above 1: the claim reads the timeline
+    uploads = overlap_study({"pageable upload": ({"overlap": 1.16, "timeline_overlap": pageable_overlap,
+                                                  "spread_pct": 113.3}, [10.7] * 5),
+                             "pinned upload": ({"overlap": pinned_overlap, "timeline_overlap": pinned_overlap,
+                                                "spread_pct": 3.174}, [1.26] * 5)})
     return lab.GpuStudies(default_stream, comparison(*host_cost, on="host"),
                           {"host to device": comparison(*bandwidth), "device to host": comparison(4.33, 2.3)}, uploads)
 
@@ -377,6 +380,8 @@ def test_streams_claims_on_a_gpu_where_everything_holds():
     assert got[lab.DEFAULT_CLAIM].why == "together 0.7 ms, sum alone 0.71 ms"
     assert got[lab.HOST_CLAIM].why.endswith("judged on host time over 5 passes")
     assert got[BIG].why.startswith("at batch 1: 1.71x")
+    assert got[PAGEABLE_OVERLAP].measured == "12% of the shorter overlapped"
+    assert got[PAGEABLE_OVERLAP].why.endswith("(from the medians: overlap 1.16, spread 113%)")
 
 
 def test_streams_claims_that_do_not_hold_or_are_inconclusive_on_a_gpu():

@@ -786,3 +786,13 @@ def test_standing_out_keys_are_what_stands_out_and_its_neighbours():
     assert lab.standing_out_keys(_visit_rows(VISITS)) == [12, 16, 24]
     assert lab.standing_out_keys(_visit_rows({1: 5.0, 2: 1.0, 4: 1.0})) == [1, 2]
     assert lab.standing_out_keys(_visit_rows({b: 1.6 for b in VISITS})) == []
+
+
+def test_a_static_compile_slower_only_inside_the_noise_is_remarked_as_such():
+    noisy = lab.CompileStudy(False, [], {4: _measurements(0.30, 4, 0.1, factors=(0.6, 0.8, 1.0, 1.3, 1.6))})
+    eager = {4: _measurements(0.28, 4, 0.2, factors=(0.7, 0.9, 1.0, 1.2, 1.5))}
+    rows = lab.compile_steady_rows(noisy, noisy, eager)
+    assert rows[0]["static_vs_eager"] < 1 and not rows[0]["static_vs_eager_significant"]
+    (note,) = lab.compile_notes(rows)
+    assert note.startswith("batch 4: static compile at 0.93x eager on event time (interval ")
+    assert note.endswith("inside the run-to-run noise, no slowdown shown")

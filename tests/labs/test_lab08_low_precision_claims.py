@@ -106,8 +106,8 @@ def test_claims_add_to_the_report_passed_in(results):
 def test_each_section_adds_to_the_report_passed_in(results):
     lab_report = report.LabReport("08_low_precision")
     assert lab.accuracy_claims(results, lab_report) is lab_report and len(lab_report.claims) == 13
-    assert lab.speed_claims(results, lab_report) is lab_report and len(lab_report.claims) == 24
-    assert lab.tensorrt_claims(results, lab_report) is lab_report and len(lab_report.claims) == 28
+    assert lab.speed_claims(results, lab_report) is lab_report and len(lab_report.claims) == 25
+    assert lab.tensorrt_claims(results, lab_report) is lab_report and len(lab_report.claims) == 29
 
 
 def test_claim_texts_name_the_sizes():
@@ -220,8 +220,8 @@ def test_qat_cannot_win_back_what_ptq_did_not_lose(results):
 
 def test_speed_claims_hold_on_a_gpu(results):
     got = run(lab.speed_claims, results)
-    assert list(got) == ["layout_fp32", "fp16_wide", "ceiling", "tf32_wide", "small_model", "fp8_big", "fp8_small",
-                         "int8_mm", "stack_big", "stack_small", "qdq_cnn"]
+    assert list(got) == ["layout_fp32", "fp16_wide", "ceiling", "tf32_wide", "tf32_ceiling", "small_model", "fp8_big",
+                         "fp8_small", "int8_mm", "stack_big", "stack_small", "qdq_cnn"]
     assert all(c.status == HOLDS for c in got.values()), {k: (c.status, c.why) for k, c in got.items()}
     assert got["layout_fp32"].measured.startswith("2.50x [")
     assert got["layout_fp32"].why == "NCHW over channels-last, FP32, TF32 off; judged on kernel time over 5 passes"
@@ -229,6 +229,7 @@ def test_speed_claims_hold_on_a_gpu(results):
     assert got["fp16_wide"].why == "other vs base; judged on kernel time over 5 passes"
     assert got["ceiling"].measured.startswith("3.00x [") and got["ceiling"].why.startswith("FP16/FP32 ceilings 13.0x")
     assert got["tf32_wide"].measured.startswith("1.80x [")
+    assert got["tf32_ceiling"].measured.startswith("1.80x [") and got["tf32_ceiling"].why.startswith("TF32/FP32 ceilings 7.0x")
     assert got["small_model"].measured.startswith("0.43x [")          # 1.3x on the small model / 3.0x on the wide
     assert got["small_model"].why == "FP16 over FP32: small model 1.30x, wide model 3.00x"
     assert got["fp8_big"].measured.startswith("1.80x [") and got["stack_small"].measured.startswith("0.80x [")
@@ -242,7 +243,7 @@ def test_speed_claims_fail_on_a_gpu(results):
         fp8_pairs={key: cmp(v) for key, v in {("fp8", GEMM_BIG): 1.4, ("fp8", GEMM_SMALL[0]): 1.3,
                                               ("int8", GEMM_BIG): 0.8, ("fp8", "stack_big"): 0.9,
                                               ("fp8", "stack_small"): 1.3}.items()},
-        qdq_cmp=cmp(1.1), layout_cmps={(f"DigitsCNN({WIDE})", "fp32"): cmp(0.8)}, ceiling_ratio={"fp16": 1.5})
+        qdq_cmp=cmp(1.1), layout_cmps={(f"DigitsCNN({WIDE})", "fp32"): cmp(0.8)}, ceiling_ratio={"fp16": 1.5, "tf32": 0.5})
     got = run(lab.speed_claims, r)
     assert all(c.status == FAILS for c in got.values()), {k: c.status for k, c in got.items() if c.status != FAILS}
     assert got["ceiling"].why.startswith("95% interval 1.88x-1.92x lies above 1.50x; FP16/FP32 ceilings 1.5x")

@@ -80,9 +80,12 @@ def streams_claims(results: Sequence[Concurrency], gpu: GpuStudies | None, *, mo
     pinned, pageable = gpu.uploads.row("pinned upload"), gpu.uploads.row("pageable upload")
     lab_report.check("a pinned upload overlaps an inference on another stream (overlap at least 0.5)",
                      pinned["overlap"], pinned["overlap"] >= 0.5, fmt="{:.2f}", why=f"spread {pinned['spread_pct']:.1f}%")
-    lab_report.check("a pageable upload overlaps less than a pinned one", pageable["overlap"],
-                     pageable["overlap"] < pinned["overlap"], fmt="{:.2f}",
-                     why=f"pinned: {pinned['overlap']:.2f}; the pageable copy holds the host until it is staged")
+    # judged on the GPU's timeline (what overlapped), not on medians of a copy whose time varies by half
+    lab_report.check("a pageable upload overlaps less than a pinned one (on the GPU's timeline)",
+                     pageable["timeline_overlap"], pageable["timeline_overlap"] < pinned["timeline_overlap"],
+                     fmt="{:.0%} of the shorter overlapped",
+                     why=f"pinned: {pinned['timeline_overlap']:.0%}; the pageable copy holds the host until it is staged "
+                         f"(from the medians: overlap {pageable['overlap']:.2f}, spread {pageable['spread_pct']:.0f}%)")
     return lab_report
 
 

@@ -95,6 +95,8 @@ def claim_texts(wide: int, gemm_big: int, gemm_small: tuple[int, int, int]) -> d
         "ceiling": f"FP16's gain over FP32 on DigitsCNN({wide}) stays within this GPU's FP16/FP32 matrix-ceiling "
                    "ratio (lab 00)",
         "tf32_wide": f"TF32 is faster than FP32 on DigitsCNN({wide}) (kernel time)",
+        "tf32_ceiling": f"TF32's gain over FP32 on DigitsCNN({wide}) stays within this GPU's TF32/FP32 matrix-ceiling "
+                        "ratio (lab 00)",
         "small_model": "the small trained model gains less from FP16 than the wide one (kernel time)",
         "fp8_big": f"FP8 (torch._scaled_mm) is at least 1.5x faster than FP16 at {gemm_big}^3 (kernel time)",
         "fp8_small": f"FP8 does not pay at {small}: under 1.2x FP16 (kernel time)",
@@ -112,7 +114,7 @@ def claim_texts(wide: int, gemm_big: int, gemm_small: tuple[int, int, int]) -> d
 
 
 #: The speed claims that need a GPU (not applicable on a CPU).
-GPU_SPEED_KEYS = ("layout_fp32", "fp16_wide", "ceiling", "tf32_wide", "small_model")
+GPU_SPEED_KEYS = ("layout_fp32", "fp16_wide", "ceiling", "tf32_wide", "tf32_ceiling", "small_model")
 TRT_KEYS = ("trt_int8", "trt_acc", "trt_polygraphy", "trt_int8_speed")
 
 
@@ -196,24 +198,31 @@ def _gpu_speed_claims(r: Results, lab_report: report.LabReport) -> None:
     if (wide_name, "tf32") in r.precision_speedups:
         tf32_wide = r.precision_speedups[(wide_name, "tf32")]
         lab_report.check_comparison(claims["tf32_wide"], tf32_wide, why=f"{tf32_wide.label_b} vs {tf32_wide.label_a}")
+        if "tf32" in r.ceiling_ratio:
+            lab_report.check_ratio(claims["tf32_ceiling"], tf32_wide.speedup, tf32_wide.interval,
+                                   threshold=r.ceiling_ratio["tf32"], above=False, why=_ceiling_why(r, wide_name, "tf32"))
+        else:
+            lab_report.not_applicable(claims["tf32_ceiling"], "no lab 00 ceilings cached on this machine (run lab 00 first)")
     else:
         lab_report.not_applicable(claims["tf32_wide"], "TF32 tensor cores need compute capability 8.0+")
+        lab_report.not_applicable(claims["tf32_ceiling"], "TF32 tensor cores need compute capability 8.0+")
     ratio, interval = _ratio_of_speedups(fp16_small, fp16_wide)
     lab_report.check_ratio(claims["small_model"], ratio, interval, threshold=1.0, above=False,
                            why=f"FP16 over FP32: small model {fp16_small.speedup:.2f}x, wide model {fp16_wide.speedup:.2f}x")
 
 
-def _ceiling_why(r: Results, model: str) -> str:
+def _ceiling_why(r: Results, model: str, precision: str = "fp16") -> str:
     """Why a precision's gain can pass the ceilings' ratio: each run's share of its own matrix ceiling."""
-    head = f"FP16/FP32 ceilings {r.ceiling_ratio['fp16']:.1f}x"
-    fp32, fp16 = r.ceiling_share.get((model, "fp32")), r.ceiling_share.get((model, "fp16"))
-    if not fp32 or not fp16:
+    name = precision.upper()
+    head = f"{name}/FP32 ceilings {r.ceiling_ratio[precision]:.1f}x"
+    fp32, other = r.ceiling_share.get((model, "fp32")), r.ceiling_share.get((model, precision))
+    if not fp32 or not other:
         return head + "; a gain beyond them means a baseline slower than its own ceiling allows"
     return (f"{head}; on event time FP32 ran at {fp32['pct_of_ceiling']:.0f}% of the FP32 matrix ceiling "
-            f"({fp32['tflops']:.1f} of {fp32['ceiling_tflops']:.1f} TFLOP/s), FP16 at {fp16['pct_of_ceiling']:.0f}% of "
-            f"FP16's: cuDNN's FP32 convolutions ({fp32['layout']}) fall further short of their ceiling than its "
+            f"({fp32['tflops']:.1f} of {fp32['ceiling_tflops']:.1f} TFLOP/s), {name} at {other['pct_of_ceiling']:.0f}% of "
+            f"{name}'s: cuDNN's FP32 convolutions ({fp32['layout']}) fall further short of their ceiling than its "
             f"tensor-core ones, so the gain exceeds the ratio by about "
-            f"{fp16['pct_of_ceiling'] / fp32['pct_of_ceiling']:.1f}x")
+            f"{other['pct_of_ceiling'] / fp32['pct_of_ceiling']:.1f}x")
 
 
 def speed_claims(r: Results, lab_report: report.LabReport) -> report.LabReport:
