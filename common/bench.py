@@ -7,12 +7,13 @@ iterations fill a measuring budget; results are medians with p10/p90/p99. On a C
 statistics come from ``perf_counter_ns`` around each call.
 
 Each timed loop sits in an NVTX range named after the measurement, so an Nsight Systems trace of a
-lab shows where every figure came from. Between the warm-up and the event-timed loop a short pass runs
-under CUPTI (``torch.profiler`` with CUDA activities), its iterations back to back as in the timed loop
-and at the clocks the warm-up left, and reads the GPU's own busy time per iteration: ``kernel_ms`` is the union of the
-intervals of every kernel, memory copy and memset the iteration put on the device (work overlapping on
-several streams counts once), ``kernel_sum_ms`` their plain sum. ``gpu_busy = kernel_ms / event_ms``
-names the regime a figure was measured in: device-bound (busy >= 0.8), host-bound (< 0.5) or mixed.
+lab shows where every figure came from. Right after the event-timed loop, while the GPU still drains
+its queue (so at the loop's clocks), a short pass runs under CUPTI (``torch.profiler`` with CUDA
+activities only), its iterations back to back as in the loop, and reads the GPU's own busy time per
+iteration: ``kernel_ms`` is the union of the intervals of every kernel, memory copy and memset the
+iteration put on the device (work overlapping on several streams counts once), ``kernel_sum_ms``
+their plain sum. ``gpu_busy = kernel_ms / event_ms`` names the regime a figure was measured in:
+device-bound (busy >= 0.8), host-bound (< 0.5) or mixed.
 ``TRTLABS_KERNEL_TIME=0`` (or ``measure(..., kernel_time=False)``) skips that pass.
 """
 
@@ -89,19 +90,24 @@ DEVICE_BOUND_BUSY, HOST_BOUND_BUSY = 0.8, 0.5
 #: Environment variable that switches the kernel-time pass off ("0", "false", "no", "off").
 KERNEL_TIME_ENV = "TRTLABS_KERNEL_TIME"
 #: The kernel-time pass profiles about this much device time, 1 to KERNEL_TIME_MAX_ITERS iterations.
-KERNEL_TIME_BUDGET_MS = 25.0
+KERNEL_TIME_BUDGET_MS = 10.0
 KERNEL_TIME_MAX_ITERS = 10
 #: Device activities that count as device work (kineto's names): kernels, copies and memsets.
 DEVICE_ACTIVITIES = ("kernel", "gpu_memcpy", "gpu_memset")
 _COPY_ACTIVITIES = ("gpu_memcpy", "gpu_memset")
-_ITERATION_LABEL = "bench.kernel_time.iteration"
+#: The NVTX range around the kernel-time pass (an Nsight Systems trace shows it beside the timed loop).
+KERNEL_PASS_LABEL = "bench: kernel-time pass"
 #: A kernel note: CUPTI works in this process (its probe saw a known kernel) but saw none for this function.
 NO_DEVICE_WORK = "CUPTI recorded no device work for this function"
+#: A kernel note for work on several streams (each launch under CUPTI costs the host more, so a
+#: second stream's kernels start later and overlap the first's less than in the timed loop).
+SEVERAL_STREAMS_NOTE = ("kernels on {n} streams: under CUPTI they overlap less than in the timed loop, "
+                        "so kernel time can exceed event time here")
 
 
 @dataclass(frozen=True)
 class KernelTime:
-    """The GPU's own time per iteration, read by CUPTI in the pass between the warm-up and the event-timed loop."""
+    """The GPU's own time per iteration, read by CUPTI in the pass right after the event-timed loop."""
 
     union_ms: float                    # median per iteration of the union of device-activity intervals
     sum_ms: float                      # median per iteration of their plain sum (overlap counted twice)
@@ -109,6 +115,13 @@ class KernelTime:
     activities_per_iter: float         # kernels + copies + memsets per iteration (median)
     iterations: int                    # iterations profiled
     per_iteration_ms: tuple[float, ...] = ()   # union_ms of each profiled iteration
+    streams: int = 1                   # distinct device streams the work ran on
+
+    @property
+    def several_streams(self) -> bool:
+        """Work on more than one stream: under CUPTI it overlaps less than in the timed loop (see
+        :data:`SEVERAL_STREAMS_NOTE`), so kernel_ms can come out above the loop's event time."""
+        return self.streams > 1
 
     @classmethod
     def from_dict(cls, d: dict) -> "KernelTime":
@@ -197,7 +210,7 @@ class Measurement:
     batch_size: int
     latency_ms: Stats          # device time per iteration (CUDA events) or host time on CPU
     host_ms: Stats             # host time spent in the call (enqueue cost on a GPU)
-    wall_ms_per_iter: float    # total wall time / iterations, synchronised at the end
+    wall_ms_per_iter: float    # the loop's span / iterations (first start to last end event on a GPU)
     iterations: int
     warmup_ms: float
     timer: str                 # "cuda-events" or "perf_counter"
@@ -299,10 +312,11 @@ def measure(
     enqueue sits between the two events: no allocation, no copies, no synchronisation.
 
     Unless `kernel_time` is False (default: on unless ``TRTLABS_KERNEL_TIME=0``), a few iterations run
-    under CUPTI between the warm-up and the timed loop, to read the GPU's own busy time
-    (:class:`KernelTime`): right after the warm-up the GPU runs at the clocks the timed loop then runs at.
-    (A pass after the loop, behind the profiler's start, found an H200 back at its boost clock: 0.179 ms
-    per 4096^3 FP16 product against the loop's 0.2105 ms at its power-limited 1485 MHz.)
+    under CUPTI right after the timed loop, to read the GPU's own busy time (:class:`KernelTime`). The
+    pass starts before the loop's queue has drained, so the GPU never idles between the two and runs
+    the pass at the clocks of the loop. (With an idle GPU between them, behind the profiler's start, an
+    H200 came back at its boost clock: 0.179 ms per 4096^3 FP16 product against the loop's 0.2105 ms at
+    its power-limited 1485 MHz.)
     """
     if device is None:
         import torch
@@ -318,9 +332,11 @@ def measure(
             def kernel_pass(per_call_ms: float) -> None:
                 found.append(measure_kernel_time(fn, stream, kernel_iterations(per_call_ms)))
         m = _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms,
-                          min_iters, max_iters, extra or {}, after_warm_up=kernel_pass if counting else None)
+                          min_iters, max_iters, extra or {}, after_loop=kernel_pass if counting else None)
         m.kernel, m.kernel_note = found[0] if found else (
             None, f"switched off ({KERNEL_TIME_ENV}=0 or kernel_time=False)")
+        if m.kernel is not None and m.kernel.several_streams:
+            m.kernel_note = SEVERAL_STREAMS_NOTE.format(n=m.kernel.streams)
         return m
     if device == "cpu":
         return _measure_cpu(fn, name, backend, batch_size, warmup_ms, measure_ms, min_iters, max_iters,
@@ -354,7 +370,7 @@ def nvtx_label(name: str, backend: str, batch_size: int) -> str:
 
 
 def _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms, min_iters, max_iters, extra,
-                  after_warm_up: Callable[[float], None] | None = None):
+                  after_loop: Callable[[float], None] | None = None):
     import torch
 
     with torch.cuda.stream(stream):
@@ -368,28 +384,27 @@ def _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms, 
             elapsed_ms = (time.perf_counter() - start) * 1e3
             if elapsed_ms >= warmup_ms and warm_calls >= 2:
                 break
-        if after_warm_up is not None:   # the kernel-time pass, at the warmed-up clocks
-            after_warm_up(elapsed_ms / warm_calls)
         iters = _iterations(elapsed_ms / warm_calls, measure_ms, min_iters, max_iters)
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
         host_ns = [0] * iters
         # An NVTX range named after the measurement: an Nsight Systems trace shows each timed loop.
         with _gc_paused(), torch.cuda.nvtx.range(nvtx_label(name, backend, batch_size)):
-            wall0 = time.perf_counter_ns()
             for i in range(iters):
                 t0 = time.perf_counter_ns()
                 starts[i].record(stream)
                 fn()
                 ends[i].record(stream)
                 host_ns[i] = time.perf_counter_ns() - t0
-            stream.synchronize()
-            wall_ns = time.perf_counter_ns() - wall0
+        if after_loop is not None:   # the kernel-time pass, queued behind the loop: no idle GPU between
+            after_loop(elapsed_ms / warm_calls)
+        stream.synchronize()
     device_ms = [s.elapsed_time(e) for s, e in zip(starts, ends)]
+    span_ms = starts[0].elapsed_time(ends[-1])
     return Measurement(
         name=name, backend=backend, device="cuda", batch_size=batch_size,
         latency_ms=Stats.of(device_ms), host_ms=Stats.of([h / 1e6 for h in host_ns]),
-        wall_ms_per_iter=wall_ns / 1e6 / iters, iterations=iters, warmup_ms=elapsed_ms,
+        wall_ms_per_iter=span_ms / iters, iterations=iters, warmup_ms=elapsed_ms,
         timer="cuda-events", extra=extra,
     )
 
@@ -412,31 +427,35 @@ def _activity(event) -> str:
         return "gpu_memcpy"
     if name.startswith("Memset"):
         return "gpu_memset"
-    return "gpu_user_annotation" if name == _ITERATION_LABEL or name == "Context Sync" else "kernel"
+    return "cuda_sync" if name == "Context Sync" else "kernel"
 
 
-def device_activities(events) -> tuple[list[tuple[int, int]], list[tuple[int, int]], list[tuple[int, int]]]:
-    """From kineto's events: (device-activity intervals, their copy/memset part, iteration windows), in ns.
+def _stream_of(event) -> int:
+    resource = getattr(event, "device_resource_id", None)
+    return int(resource()) if resource is not None else 0
+
+
+def device_activities(events) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
+    """From kineto's events: (device-activity intervals, their copy/memset part, streams they ran on), in ns.
 
     Device work is every kernel, memcpy and memset CUPTI reported (those inside CUDA-graph replays,
-    Triton's, cuBLAS/cuSPARSELt's, TensorRT's alike); GPU-side annotations and synchronisation records
-    are not work. Windows are the host ranges :func:`measure_kernel_time` opens around each iteration.
+    Triton's, cuBLAS/cuSPARSELt's, TensorRT's alike); host-side records (runtime calls), GPU-side
+    annotations and synchronisation records are not work.
     """
     from torch.autograd import DeviceType
 
-    work, copies, windows = [], [], []
+    work, copies, streams = [], [], set()
     for ev in events:
         if ev.device_type() == DeviceType.CPU:
-            if ev.name() == _ITERATION_LABEL:
-                windows.append((ev.start_ns(), ev.end_ns()))
             continue
         kind = _activity(ev)
         if kind in DEVICE_ACTIVITIES:
             interval = (ev.start_ns(), ev.end_ns())
             work.append(interval)
+            streams.add(_stream_of(ev))
             if kind in _COPY_ACTIVITIES:
                 copies.append(interval)
-    return work, copies, sorted(windows)
+    return work, copies, len(streams)
 
 
 def kernel_time_of(work, copies, windows) -> KernelTime | None:
@@ -481,56 +500,65 @@ def _cupti_problem() -> str:
     return _CUPTI_STATE["problem"]
 
 
-def kernel_time_of_run(work, copies, window: tuple[float, float], iterations: int) -> KernelTime | None:
-    """Per-iteration figures of `iterations` back-to-back iterations profiled inside one host `window` (ns).
+def kernel_time_of_run(work, copies, iterations: int, streams: int = 1) -> KernelTime | None:
+    """Per-iteration figures of `iterations` back-to-back iterations, from all the device work of one session.
 
     The iterations run back to back as in the event-timed loop (the GPU keeps the clocks and the
-    queue it had there); their device work is summed over the run and divided by `iterations`.
+    queue it had there); their device work is summed over the session and divided by `iterations`.
+    CUPTI records only work launched while it is on, so nothing from before the session (the timed
+    loop's tail still running) is counted.
     """
-    found = kernel_time_of(work, copies, [window])
+    found = kernel_time_of(work, copies, [(-math.inf, math.inf)])
     if found is None or iterations < 1:
         return None
     return KernelTime(union_ms=found.union_ms / iterations, sum_ms=found.sum_ms / iterations,
                       copy_ms=found.copy_ms / iterations, activities_per_iter=found.activities_per_iter / iterations,
-                      iterations=iterations)
+                      iterations=iterations, streams=max(1, streams))
 
 
-def _profile(fn, stream, iterations: int, settle: int = 1) -> tuple[KernelTime | None, str]:
+def _finish_teardown() -> None:
+    """Run one tiny kernel and wait: PyTorch tears CUPTI down at the first CUDA call after a session.
+
+    Without that call in between, the next session's first launch would tear down the session itself
+    (it records nothing), and the timed loop after it would pay for the teardown in its first iteration.
+    """
     import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
+
+    torch.cuda._sleep(1)
+    torch.cuda.synchronize()
+
+
+def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
 
     # CUPTI left subscribed after a profile slows every later kernel launch in the process (PyTorch
     # leaves it so unless TEARDOWN_CUPTI=1; safe with CUDA graphs from CUDA 12.6): tear it down.
     os.environ.setdefault("TEARDOWN_CUPTI", "1")
-    for _ in range(2):   # CUPTI can drop the first records of a session: one retry when none arrived
+    for _ in range(2):   # a session that recorded nothing gets one retry
         try:
-            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            # CUDA activities only: no host-side op records (they would slow the iterations and the
+            # profiler's stop), and every device record of the session belongs to these iterations.
+            with torch.cuda.nvtx.range(KERNEL_PASS_LABEL), profile(activities=[ProfilerActivity.CUDA]) as prof:
                 with torch.cuda.stream(stream):
-                    for _ in range(max(1, settle)):   # outside the window, while CUPTI settles
+                    for _ in range(iterations):
                         fn()
-                    torch.cuda.synchronize()
-                    with record_function(_ITERATION_LABEL):
-                        for _ in range(iterations):
-                            fn()
-                        torch.cuda.synchronize()
+                torch.cuda.synchronize()
             events = prof.profiler.kineto_results.events()
         except (RuntimeError, AttributeError) as exc:   # CUPTI taken by another tool, or an old profiler
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return None, f"profiler unavailable: {type(exc).__name__}: {first_line}"
-        work, copies, ranges = device_activities(events)
-        if not ranges:
-            return None, "the profiler recorded no iteration"
-        found = kernel_time_of_run(work, copies, ranges[0], iterations)
+        finally:
+            _finish_teardown()
+        work, copies, streams = device_activities(events)
+        found = kernel_time_of_run(work, copies, iterations, streams)
         if found is not None and found.activities_per_iter > 0:
             return found, ""
     return None, NO_DEVICE_WORK
 
 
-def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int, *,
-                        settle: int = 1) -> tuple[KernelTime | None, str]:
+def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int) -> tuple[KernelTime | None, str]:
     """Run `fn` `iterations` times under CUPTI on `stream`: its :class:`KernelTime`, or None and why.
-
-    `settle` iterations run first, outside the counted window.
 
     Never raises for the profiler's sake: a figure without kernel time says why in its note.
     """
@@ -542,7 +570,7 @@ def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int, *,
     t0 = time.perf_counter()
     try:
         with _gc_paused():
-            return _profile(fn, stream, iterations, settle)
+            return _profile(fn, stream, iterations)
     finally:
         _PASS_COST["pass_seconds"] += time.perf_counter() - t0
         _PASS_COST["passes"] += 1

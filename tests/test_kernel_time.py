@@ -58,16 +58,16 @@ def test_the_pass_is_switched_by_keyword_and_environment(monkeypatch):
         bench.kernel_time_enabled()
 
 
-def test_the_pass_profiles_about_25_ms():
+def test_the_pass_profiles_about_10_ms():
     assert bench.kernel_iterations(0.01) == bench.KERNEL_TIME_MAX_ITERS
-    assert bench.kernel_iterations(5.0) == 5
+    assert bench.kernel_iterations(2.0) == 5
     assert bench.kernel_iterations(200.0) == 1
     assert bench.kernel_iterations(0.0) == bench.KERNEL_TIME_MAX_ITERS
 
 
 class _Event:
-    def __init__(self, name, device, kind, start, end):
-        self._v = name, device, kind, start, end
+    def __init__(self, name, device, kind, start, end, stream=7):
+        self._v = name, device, kind, start, end, stream
 
     def name(self):
         return self._v[0]
@@ -84,34 +84,37 @@ class _Event:
     def end_ns(self):
         return self._v[4]
 
+    def device_resource_id(self):
+        return self._v[5]
+
 
 def test_device_work_is_kernels_copies_and_memsets_only():
     from torch.autograd import DeviceType
 
-    label = bench._ITERATION_LABEL
     events = [
-        _Event(label, DeviceType.CPU, "user_annotation", 0, 100),
-        _Event("aten::mm", DeviceType.CPU, "cpu_op", 1, 5),
         _Event("cudaGraphLaunch", DeviceType.CPU, "cuda_runtime", 5, 8),
-        _Event(label, DeviceType.CUDA, "gpu_user_annotation", 10, 90),   # spans the kernels: not work
+        _Event("a region", DeviceType.CUDA, "gpu_user_annotation", 10, 90),   # spans the kernels: not work
         _Event("Context Sync", DeviceType.CUDA, "cuda_sync", 60, 95),
         _Event("ampere_h16816gemm", DeviceType.CUDA, "kernel", 10, 50),
-        _Event("Memcpy HtoD (Pinned -> Device)", DeviceType.CUDA, "gpu_memcpy", 40, 70),
+        _Event("Memcpy HtoD (Pinned -> Device)", DeviceType.CUDA, "gpu_memcpy", 40, 70, stream=9),
         _Event("Memset (Device)", DeviceType.CUDA, "gpu_memset", 80, 81),
     ]
-    work, copies, windows = bench.device_activities(events)
-    assert work == [(10, 50), (40, 70), (80, 81)] and copies == [(40, 70), (80, 81)] and windows == [(0, 100)]
-    kt = bench.kernel_time_of(work, copies, windows)
+    work, copies, streams = bench.device_activities(events)
+    assert work == [(10, 50), (40, 70), (80, 81)] and copies == [(40, 70), (80, 81)] and streams == 2
+    kt = bench.kernel_time_of_run(work, copies, 1, streams)
     assert kt.union_ms == pytest.approx(61e-6) and kt.sum_ms == pytest.approx(71e-6)
+    assert kt.streams == 2 and kt.several_streams
 
 
-def test_back_to_back_iterations_are_averaged_over_the_run():
+def test_back_to_back_iterations_are_averaged_over_the_session():
     ns = 1_000_000
     work = [(0, 2 * ns), (1 * ns, 3 * ns), (10 * ns, 12 * ns), (20 * ns, 29 * ns)]   # 3 iterations' kernels
-    kt = bench.kernel_time_of_run(work, [(20 * ns, 21 * ns)], (0, 30 * ns), iterations=3)
+    kt = bench.kernel_time_of_run(work, [(20 * ns, 21 * ns)], iterations=3)
     assert (kt.union_ms, kt.sum_ms, kt.copy_ms, kt.activities_per_iter, kt.iterations) == \
         pytest.approx((14 / 3, 15 / 3, 1 / 3, 4 / 3, 3))
-    assert bench.kernel_time_of_run(work, [], (50 * ns, 60 * ns), iterations=3).union_ms == 0.0
+    assert kt.streams == 1 and not kt.several_streams
+    assert bench.kernel_time_of_run([], [], iterations=3).union_ms == 0.0
+    assert bench.kernel_time_of_run(work, [], iterations=0) is None
 
 
 def test_measurement_keeps_kernel_time_through_json(tmp_path):
@@ -242,8 +245,9 @@ def test_switched_off_the_pass_does_not_run(monkeypatch):
     assert m.kernel is None and "switched off" in m.kernel_note and m.regime == bench.NOT_MEASURED
 
 
-def test_the_kernel_pass_runs_between_the_warm_up_and_the_timed_loop(monkeypatch):
-    """At the clocks the warm-up left, not after the loop (behind the profiler's start, at boost clocks)."""
+def test_the_kernel_pass_runs_right_after_the_timed_loop_before_it_drains(monkeypatch):
+    """Queued behind the loop, before the stream is synchronised: the GPU does not idle between them
+    (an idle GPU comes back at its boost clock, faster than the power-limited loop)."""
     import contextlib
 
     import torch
@@ -262,14 +266,35 @@ def test_the_kernel_pass_runs_between_the_warm_up_and_the_timed_loop(monkeypatch
 
     class FakeStream:
         def synchronize(self):
-            pass
+            calls.append("sync")
 
     monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda.nvtx, "range", lambda name: contextlib.nullcontext())
     m = bench._measure_cuda(lambda: calls.append("call"), "n", "b", 1, FakeStream(), 0.0, 0.0, 5, 5, {},
-                            after_warm_up=lambda per_call_ms: calls.append(("pass", per_call_ms > 0)))
-    assert calls[:2] == ["call", "call"]                         # the warm-up: at least two calls
-    passes = [i for i, c in enumerate(calls) if isinstance(c, tuple)]
-    assert passes == [2] and calls[2] == ("pass", True)          # once, right after the warm-up
-    assert calls[3:] == ["call"] * 5 and m.iterations == 5       # then the timed loop
+                            after_loop=lambda per_call_ms: calls.append(("pass", per_call_ms > 0)))
+    assert calls[:4] == ["call", "sync", "call", "sync"]          # the warm-up: at least two calls
+    assert calls[4:9] == ["call"] * 5 and m.iterations == 5       # the timed loop, no sync inside
+    assert calls[9:] == [("pass", True), "sync"]                  # then the pass, then the one sync
+    assert m.wall_ms_per_iter == pytest.approx(1.0 / 5)           # the loop's span over its iterations
+
+
+def test_several_streams_are_flagged_in_the_note(monkeypatch):
+    kt = bench.KernelTime(union_ms=0.12, sum_ms=0.2, copy_ms=0.0, activities_per_iter=2, iterations=3, streams=2)
+    monkeypatch.setattr(bench, "_cupti_problem", lambda: "")
+    monkeypatch.setattr(bench, "_cuda_stream", lambda s: s)
+
+    def fake_measure_cuda(fn, *args, after_loop=None, **kwargs):
+        after_loop(0.1)
+        return _measurement(0.1)
+
+    monkeypatch.setattr(bench, "_measure_cuda", fake_measure_cuda)
+    monkeypatch.setattr(bench, "measure_kernel_time", lambda fn, stream, n: (kt, ""))
+    m = bench.measure(lambda: None, device="cuda", kernel_time=True)
+    assert m.kernel is kt and "2 streams" in m.kernel_note and m.gpu_busy == pytest.approx(1.2)
+
+
+def _measurement(event_ms):
+    s = bench.Stats.of([event_ms])
+    return bench.Measurement(name="n", backend="b", device="cuda", batch_size=1, latency_ms=s, host_ms=s,
+                             wall_ms_per_iter=event_ms, iterations=1, warmup_ms=0.0, timer="cuda-events")
