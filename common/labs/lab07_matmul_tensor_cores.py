@@ -188,6 +188,71 @@ def residual_rows(pairs: Sequence[tuple[str, str]], rows: Sequence[dict], runs: 
     return out
 
 
+def fp8_probe_ks(base: int) -> tuple[int, ...]:
+    """FP8 K values (multiples of 16) that tell apart two causes of an aligned K's residual: base - 16 and
+    base - 32 end in a partial K step of a 128-deep tile, base - 128 does not; rows of base - 16 bytes
+    start 16 bytes into a 32-byte memory sector on every other row, the other two are sector-aligned."""
+    return (base - 16, base - 32, base - 128)
+
+
+def row_pitch(k: int, element_bytes: int) -> dict:
+    """A K-contiguous operand's row pitch in bytes, and where its rows start inside 32-byte sectors and
+    128-byte lines (0: every row starts on a boundary)."""
+    pitch = k * element_bytes
+    sector, line = pitch % 32, pitch % 128
+    step = math.gcd(pitch, 32)   # rows start at multiples of this inside a sector
+    off = ("every other row starts 16 bytes into a 32-byte sector" if step == 16 else
+           f"rows start at multiples of {step} bytes inside 32-byte sectors")
+    text = f"rows of {pitch} bytes: " + (off if sector else "every row starts on a 32-byte sector"
+                                          + ("" if line else " and a 128-byte line"))
+    return {"pitch_bytes": pitch, "sector_offset": sector, "line_offset": line, "text": text}
+
+
+def residual_reading(ratios: Mapping[int, float], tile_k: int, element_bytes: int, near: float = 0.97) -> str:
+    """Which cause the measured rate ratios (K -> rate over the aligned base's) follow.
+
+    - rows' alignment: every K whose rows are off 32-byte sectors is below `near`, every sector-aligned K at
+      or above it (a tile load of misaligned rows touches one sector more per row);
+    - the last K step: every K that is not a multiple of `tile_k` is below `near`, every multiple at or above it;
+    otherwise neither alone explains it, and the reading says so.
+    """
+    if not ratios:
+        return "no FP8 K probe ran"
+    off_sector = {k for k in ratios if row_pitch(k, element_bytes)["sector_offset"]}
+    partial = {k for k in ratios if k % tile_k}
+    slow = {k for k, r in ratios.items() if r < near}
+    listed = ", ".join(f"K = {k}: {ratios[k]:.2f}x" for k in sorted(ratios, reverse=True))
+    if off_sector == partial:
+        return (f"{listed}: these K end in a partial K step exactly where their rows start off a sector: the "
+                f"two causes cannot be told apart here")
+    if off_sector and slow == off_sector:
+        return (f"{listed}: only the K whose rows start off a 32-byte sector is slow ({sorted(off_sector)}; "
+                f"{row_pitch(min(off_sector), element_bytes)['text']}, so a tile's load of each such row touches "
+                f"one sector more); the partial last K step costs nothing measurable: the residual follows the "
+                f"rows' alignment in memory, not tile quantization")
+    if partial and slow == partial:
+        return (f"{listed}: every K that is not a multiple of the {tile_k}-deep K step is slow, the multiple is "
+                f"not: the residual follows the partial last K step (more than its padding predicts)")
+    return (f"{listed}: neither the rows' alignment nor the last K step alone explains the residual (slow: "
+            f"{sorted(slow) or 'none'}): open question")
+
+
+def fp8_probe(rows: Sequence[dict], runs: Mapping[str, list[bench.Measurement]], base: int,
+              kernel_names: Sequence[str]) -> str:
+    """:func:`residual_reading` of the FP8 probe Ks (:func:`fp8_probe_ks`) measured in the sweep, against
+    FP8 K = `base`, with the K step of the tile the aligned product's kernel declares (128 if none)."""
+    by = {(r["precision"], r["k"], r["n"]): r for r in rows}
+    a = by[("fp8", base, base)]
+    ratios = {}
+    for k in fp8_probe_ks(base):
+        b = by.get(("fp8", k, base))
+        if b is not None:
+            ratios[k] = rate_ratio(runs[a["case"]], runs[b["case"]], 2 * a["m"] * a["k"] * a["n"],
+                                   2 * b["m"] * b["k"] * b["n"])[0]
+    tiles = [tile_of(name) for name in kernel_names if tile_of(name)]
+    return residual_reading(ratios, tiles[0][2] if tiles else 128, element_bytes=1)
+
+
 @dataclass
 class PaddedMatmul:
     """y = x @ w with K padded to a multiple: the weight padded with zero rows once, the

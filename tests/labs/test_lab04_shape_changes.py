@@ -354,6 +354,11 @@ def test_verify_engines_refuses_an_engine_that_disagrees(monkeypatch):
     class Runner(FakeRunner):
         wrong = False
 
+        def __init__(self):
+            super().__init__()
+            image = tuple(models.example_input("resnet18", 1, "small").shape[1:])
+            self.specs = {"input": type("Spec", (), {"profile_shapes": (((1, *image), (8, *image), (16, *image)),)})()}
+
         def run(self, feed, ctx=0):
             with torch.inference_mode():
                 out = model(feed["input"])

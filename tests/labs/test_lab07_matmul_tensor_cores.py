@@ -308,3 +308,39 @@ def test_fp16_graphs_for_tensorrt_are_padded_and_compute_the_same(tmp_path):
     assert lab.weight_shapes(src)["weight"] == (8, 13) and (8, 16) in lab.weight_shapes(dst).values()
     x = np.random.default_rng(1).standard_normal((4, 13)).astype(np.float16)
     assert onnx_tools.max_relative_error(onnx_tools.ort_run(dst, x), onnx_tools.ort_run(src, x)) <= 1e-3
+
+
+def test_fp8_probe_ks_separate_the_last_k_step_from_the_rows_alignment():
+    ks = lab.fp8_probe_ks(4096)
+    assert ks == (4080, 4064, 3968) and all(k % 16 == 0 for k in ks)
+    assert [k % 128 != 0 for k in ks] == [True, True, False]                       # partial last K step
+    assert [lab.row_pitch(k, 1)["sector_offset"] for k in ks] == [16, 0, 0]       # rows off a sector
+    assert lab.row_pitch(3968, 1)["line_offset"] == 0 and "128-byte line" in lab.row_pitch(3968, 1)["text"]
+    assert "every other row starts 16 bytes" in lab.row_pitch(4080, 1)["text"]
+
+
+@pytest.mark.parametrize("ratios, reading", [
+    ({4080: 0.89, 4064: 0.99, 3968: 1.0}, "follows the rows' alignment"),
+    ({4080: 0.89, 4064: 0.90, 3968: 1.0}, "follows the partial last K step"),
+    ({4080: 0.89, 4064: 0.90, 3968: 0.90}, "open question"),
+    ({4080: 0.99, 4064: 0.99, 3968: 1.0}, "open question"),        # nothing slow: no cause to name
+])
+def test_residual_reading_names_the_cause_the_ratios_follow(ratios, reading):
+    assert reading in lab.residual_reading(ratios, tile_k=128, element_bytes=1)
+    assert lab.residual_reading({}, 128, 1) == "no FP8 K probe ran"
+
+
+def test_fp8_probe_reads_the_sweep_and_the_kernels_tile():
+    def row(k):
+        return {"precision": "fp8", "k": k, "n": 64, "m": 64, "case": f"fp8 {k}"}
+
+    def runs_of(ms):
+        s = bench.Stats.of([ms])
+        return [bench.Measurement(name="n", backend="b", device="cpu", batch_size=1, latency_ms=s, host_ms=s,
+                                  wall_ms_per_iter=ms, iterations=1, warmup_ms=0.0, timer="perf_counter")] * 5
+
+    rows = [row(k) for k in (64, 48, 32)]                     # the probe's third K (64 - 128) was not measured
+    runs = {"fp8 64": runs_of(1.0), "fp8 48": runs_of(48 / 64 / 0.8), "fp8 32": runs_of(32 / 64)}
+    reading = lab.fp8_probe(rows, runs, 64, ["nvjet_sm90_qqhsh_128x128_32x6_2x1_v_bz_TNT"])   # a 32-deep K step
+    assert "K = 48: 0.80x, K = 32: 1.00x" in reading and "cannot be told apart" in reading   # 48: both at once
+    assert "cannot be told apart" in lab.residual_reading({4080: 0.9}, tile_k=128, element_bytes=1)
