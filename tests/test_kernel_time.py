@@ -61,6 +61,7 @@ def test_the_pass_is_switched_by_keyword_and_environment(monkeypatch):
 def test_the_pass_profiles_about_10_ms():
     assert bench.kernel_iterations(0.01) == bench.KERNEL_TIME_MAX_ITERS
     assert bench.kernel_iterations(2.0) == 5
+    assert bench.kernel_iterations(0.25) == 40
     assert bench.kernel_iterations(200.0) == 1
     assert bench.kernel_iterations(0.0) == bench.KERNEL_TIME_MAX_ITERS
 
@@ -298,3 +299,29 @@ def _measurement(event_ms):
     s = bench.Stats.of([event_ms])
     return bench.Measurement(name="n", backend="b", device="cuda", batch_size=1, latency_ms=s, host_ms=s,
                              wall_ms_per_iter=event_ms, iterations=1, warmup_ms=0.0, timer="cuda-events")
+
+
+def test_the_pass_cost_leaves_out_the_loops_own_queued_work(monkeypatch):
+    """A pass that starts while the loop's work still runs waits for it: that wait is the loop's."""
+    monkeypatch.setattr(bench, "_PASS_COST", {"pass_seconds": 0.0, "passes": 0, "cupti_start_seconds": 0.0,
+                                              "loop_tail_seconds": 0.0})
+    kt = bench.KernelTime(union_ms=0.2, sum_ms=0.2, copy_ms=0.0, activities_per_iter=1, iterations=50)
+
+    def fake_measure_cuda(fn, *args, after_loop=None, **kwargs):
+        after_loop(0.2)
+        s, host = bench.Stats.of([0.2]), bench.Stats.of([0.01])
+        return bench.Measurement(name="n", backend="b", device="cuda", batch_size=1, latency_ms=s, host_ms=host,
+                                 wall_ms_per_iter=0.2, iterations=100, warmup_ms=0.0, timer="cuda-events")
+
+    def fake_pass(fn, stream, n):
+        bench._PASS_COST["pass_seconds"] += 0.030     # 19 ms of the loop's queue, then 11 ms of its own
+        bench._PASS_COST["passes"] += 1
+        return kt, ""
+
+    monkeypatch.setattr(bench, "_measure_cuda", fake_measure_cuda)
+    monkeypatch.setattr(bench, "_cupti_problem", lambda: "")
+    monkeypatch.setattr(bench, "_cuda_stream", lambda s: s)
+    monkeypatch.setattr(bench, "measure_kernel_time", fake_pass)
+    bench.measure(lambda: None, device="cuda", kernel_time=True)
+    cost = bench.kernel_pass_cost()
+    assert cost["loop_tail_seconds"] == pytest.approx(0.019) and cost["pass_seconds"] == pytest.approx(0.011)

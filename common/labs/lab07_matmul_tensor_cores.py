@@ -208,31 +208,40 @@ def row_pitch(k: int, element_bytes: int) -> dict:
     return {"pitch_bytes": pitch, "sector_offset": sector, "line_offset": line, "text": text}
 
 
-def residual_reading(ratios: Mapping[int, float], tile_k: int, element_bytes: int, near: float = 0.97) -> str:
-    """Which cause the measured rate ratios (K -> rate over the aligned base's) follow.
+def residual_reading(ratios: Mapping[int, tuple[float, tuple[float, float]]], tile_k: int, element_bytes: int,
+                     near: float = 0.97) -> str:
+    """Which cause the measured rate ratios (K -> (rate over the aligned base's, its 95% interval)) follow.
 
-    - rows' alignment: every K whose rows are off 32-byte sectors is below `near`, every sector-aligned K at
-      or above it (a tile load of misaligned rows touches one sector more per row);
-    - the last K step: every K that is not a multiple of `tile_k` is below `near`, every multiple at or above it;
-    otherwise neither alone explains it, and the reading says so.
+    A K is slow when its whole interval lies below `near`, as fast as the base when it lies at or above,
+    unresolved when it straddles `near`.
+    - rows' alignment: exactly the K whose rows are off 32-byte sectors are slow, the sector-aligned ones
+      are not (a tile's load of a misaligned row touches one sector more);
+    - the last K step: exactly the K that are not multiples of `tile_k` are slow, the multiples are not;
+    otherwise the reading says what is unresolved, or that neither explains it.
     """
     if not ratios:
         return "no FP8 K probe ran"
     off_sector = {k for k in ratios if row_pitch(k, element_bytes)["sector_offset"]}
     partial = {k for k in ratios if k % tile_k}
-    slow = {k for k, r in ratios.items() if r < near}
-    listed = ", ".join(f"K = {k}: {ratios[k]:.2f}x" for k in sorted(ratios, reverse=True))
+    slow = {k for k, (_, (_, hi)) in ratios.items() if hi < near}
+    fast = {k for k, (_, (lo, _)) in ratios.items() if lo >= near}
+    listed = ", ".join(f"K = {k}: {r:.2f}x [{lo:.2f}x, {hi:.2f}x]" for k, (r, (lo, hi)) in
+                       sorted(ratios.items(), reverse=True))
     if off_sector == partial:
         return (f"{listed}: these K end in a partial K step exactly where their rows start off a sector: the "
                 f"two causes cannot be told apart here")
-    if off_sector and slow == off_sector:
+    if off_sector and slow == off_sector and fast == set(ratios) - off_sector:
         return (f"{listed}: only the K whose rows start off a 32-byte sector is slow ({sorted(off_sector)}; "
                 f"{row_pitch(min(off_sector), element_bytes)['text']}, so a tile's load of each such row touches "
-                f"one sector more); the partial last K step costs nothing measurable: the residual follows the "
-                f"rows' alignment in memory, not tile quantization")
-    if partial and slow == partial:
+                f"one sector more); a partial last K step alone costs nothing measurable: the residual follows "
+                f"the rows' alignment in memory, not tile quantization")
+    if partial and slow == partial and fast == set(ratios) - partial:
         return (f"{listed}: every K that is not a multiple of the {tile_k}-deep K step is slow, the multiple is "
                 f"not: the residual follows the partial last K step (more than its padding predicts)")
+    unresolved = sorted(set(ratios) - slow - fast)
+    if unresolved:
+        return (f"{listed}: the interval of K = {unresolved} straddles {near:.2f}x, so the run-to-run noise "
+                f"decides between the rows' alignment and the partial last K step: open question")
     return (f"{listed}: neither the rows' alignment nor the last K step alone explains the residual (slow: "
             f"{sorted(slow) or 'none'}): open question")
 
@@ -247,8 +256,9 @@ def fp8_probe(rows: Sequence[dict], runs: Mapping[str, list[bench.Measurement]],
     for k in fp8_probe_ks(base):
         b = by.get(("fp8", k, base))
         if b is not None:
-            ratios[k] = rate_ratio(runs[a["case"]], runs[b["case"]], 2 * a["m"] * a["k"] * a["n"],
-                                   2 * b["m"] * b["k"] * b["n"])[0]
+            ratio, interval, _ = rate_ratio(runs[a["case"]], runs[b["case"]], 2 * a["m"] * a["k"] * a["n"],
+                                            2 * b["m"] * b["k"] * b["n"])
+            ratios[k] = (ratio, interval)
     tiles = [tile_of(name) for name in kernel_names if tile_of(name)]
     return residual_reading(ratios, tiles[0][2] if tiles else 128, element_bytes=1)
 
