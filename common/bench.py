@@ -13,7 +13,10 @@ activities only), its iterations back to back as in the loop, and reads the GPU'
 iteration: ``kernel_ms`` is the union of the intervals of every kernel, memory copy and memset the
 iteration put on the device (work overlapping on several streams counts once), ``kernel_sum_ms``
 their plain sum. ``gpu_busy = kernel_ms / event_ms`` names the regime a figure was measured in:
-device-bound (busy >= 0.8), host-bound (< 0.5) or mixed.
+device-bound (busy >= 0.8), host-bound (< 0.5) or mixed. A busy share a little above 1 means the pass
+ran slower than the loop's median: it reads the clocks at the loop's end, and a heavy kernel's clocks
+fall during a short loop; kernels on several streams also overlap less under CUPTI (the kernel note
+says so).
 ``TRTLABS_KERNEL_TIME=0`` (or ``measure(..., kernel_time=False)``) skips that pass.
 """
 
