@@ -73,6 +73,12 @@ def rate_ratio(runs_a: Sequence[bench.Measurement], runs_b: Sequence[bench.Measu
     return comparison.speedup * scale, (lo * scale, hi * scale), on
 
 
+def rows_ratio(runs: Mapping[str, list[bench.Measurement]], a: Mapping[str, Any],
+               b: Mapping[str, Any]) -> tuple[float, tuple[float, float], str]:
+    """:func:`rate_ratio` of two :func:`sweep_rows` rows (each an (m x k) @ (k x n) product, by its "case")."""
+    return rate_ratio(runs[a["case"]], runs[b["case"]], 2 * a["m"] * a["k"] * a["n"], 2 * b["m"] * b["k"] * b["n"])
+
+
 def sweep_rows(cases: Sequence[Case], runs: Mapping[str, list[bench.Measurement]], ceilings: Any = None) -> list[dict]:
     """:func:`common.cases.result_rows` with the kernel time, busy share and regime of each case, and its
     share of the measured matrix ceiling of its precision, which never reads above 100
@@ -129,6 +135,15 @@ def tile_of(kernel_name: str) -> tuple[int, int, int] | None:
     return None
 
 
+def first_tile(kernel_names: Sequence[str]) -> tuple[str | None, tuple[int, int, int] | None]:
+    """The first of `kernel_names` that declares a tile (:func:`tile_of`), with that tile; (None, None) if none does."""
+    for name in kernel_names:
+        tile = tile_of(name)
+        if tile:
+            return name, tile
+    return None, None
+
+
 def gemm_kernels(fn: Callable[[], Any]) -> list[str]:
     """The names of the GPU kernels one call of `fn` launches (torch.profiler; `fn` runs once before)."""
     from torch.profiler import ProfilerActivity, profile
@@ -173,12 +188,12 @@ def residual_rows(pairs: Sequence[tuple[str, str]], rows: Sequence[dict], runs: 
     out = []
     for aligned, other in pairs:
         a, b = by[aligned], by[other]
-        ratio, interval, on = rate_ratio(runs[aligned], runs[other], 2 * a["m"] * a["k"] * a["n"], 2 * b["m"] * b["k"] * b["n"])
+        ratio, interval, on = rows_ratio(runs, a, b)
         row = {"case": other, "vs": aligned, "measured": ratio, "interval": interval, "on": on}
         found = {}
         for label, r in ((aligned, a), (other, b)):
-            names = [name for name in kernels.get(label, ()) if tile_of(name)]
-            found[label] = (names[0], quantization(r["m"], r["n"], r["k"], tile_of(names[0]), sms)) if names else (None, None)
+            name, tile = first_tile(kernels.get(label, ()))
+            found[label] = (name, quantization(r["m"], r["n"], r["k"], tile, sms)) if tile else (None, None)
         (kernel_a, q_a), (kernel_b, q_b) = found[aligned], found[other]
         row.update({f"aligned_{k}": v for k, v in (q_a or {}).items()})
         row.update(q_b or {})
@@ -256,11 +271,10 @@ def fp8_probe(rows: Sequence[dict], runs: Mapping[str, list[bench.Measurement]],
     for k in fp8_probe_ks(base):
         b = by.get(("fp8", k, base))
         if b is not None:
-            ratio, interval, _ = rate_ratio(runs[a["case"]], runs[b["case"]], 2 * a["m"] * a["k"] * a["n"],
-                                            2 * b["m"] * b["k"] * b["n"])
+            ratio, interval, _ = rows_ratio(runs, a, b)
             ratios[k] = (ratio, interval)
-    tiles = [tile_of(name) for name in kernel_names if tile_of(name)]
-    return residual_reading(ratios, tiles[0][2] if tiles else 128, element_bytes=1)
+    _, tile = first_tile(kernel_names)
+    return residual_reading(ratios, tile[2] if tile else 128, element_bytes=1)
 
 
 @dataclass
@@ -589,8 +603,7 @@ class AlignmentResults:
         interval and the time it was judged on (:func:`rate_ratio`)."""
         by = {(r["precision"], r["k"], r["n"]): r for r in self.rows}
         a, b = by[(precision, self.base, self.base)], by[(precision, k, n or self.base)]
-        return rate_ratio(self.runs[a["case"]], self.runs[b["case"]], 2 * a["m"] * a["k"] * a["n"],
-                          2 * b["m"] * b["k"] * b["n"])
+        return rows_ratio(self.runs, a, b)
 
 
 CLAIMS = {

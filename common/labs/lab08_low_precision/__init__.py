@@ -13,12 +13,11 @@ The notebook imports this package as ``lab``. Its parts:
 
 from .claims import GPU_SPEED_KEYS, TRT_KEYS, Results, accuracy_claims, claim_texts, claims, speed_claims, tensorrt_claims
 from .precision import (FP8_MAX, LAYOUTS, AutocastResult, ToolOutput, autocast, autocast_logits, best_layouts,
-                        captured_modelopt_output, ceiling_ratios, ceiling_shares, device_compare, fp8_fake_quantize, fp8_linear_stack_fn,
-                        fp32_compute_nodes, gpu_math_defaults, int8_case, judged_on, layout_comparisons, linear_stack,
-                        model_flops,
-                        linear_stack_cases, model_case, node_output_absmax, ort_logits, precision_cases,
-                        precision_speedups, qdq_wrapped, score, speed_rows, throughput_plot, with_kernel_fields,
-                        write_calibration_npz)
+                        captured_modelopt_output, ceiling_ratios, ceiling_shares, device_compare, fp8_fake_quantize,
+                        fp8_linear_stack_fn, fp32_compute_nodes, gpu_math_defaults, int8_case, judged_on,
+                        layout_comparisons, linear_stack, linear_stack_cases, model_case, model_flops,
+                        node_output_absmax, ort_logits, precision_cases, precision_speedups, qdq_wrapped, score,
+                        speed_rows, throughput_plot, with_kernel_fields, write_calibration_npz)
 from .quantization import (DQ_OPS, FORMATS, ONNX_FP8_SCALE_FACTOR, QDQ_OPS, QUANT_MAX, activation_ranges,
                            activation_scales, config, fp8_scale_check, mixed_precision_plan, mtq, onnx_ptq,
                            placement_table, ptq, qat, qdq_counts, qdq_placement, quantized_layers, quantized_only,

@@ -389,8 +389,8 @@ def model_flops(model: "torch.nn.Module", sample: "torch.Tensor") -> int:
     return total
 
 
-#: The lab 00 matrix ceiling each precision's run is bounded by ("fp32" with TF32 off).
-CEILING_OF = {"fp32": "fp32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16"}
+#: The precisions whose runs lab 00's matrix ceiling of the same name bounds ("fp32" with TF32 off).
+CEILING_PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 
 
 def ceiling_shares(speed: Sequence[dict], flops_per_image: Mapping[str, int], measured: Any) -> dict[tuple[str, str], dict]:
@@ -403,8 +403,9 @@ def ceiling_shares(speed: Sequence[dict], flops_per_image: Mapping[str, int], me
     out = {}
     for row in speed:
         key = (row["model"], row["precision"])
-        dtype = CEILING_OF.get(row["precision"])
-        if layouts.get(key) != row["layout"] or row["model"] not in flops_per_image or dtype not in measured.matmul_tflops:
+        dtype = row["precision"]
+        if (layouts.get(key) != row["layout"] or row["model"] not in flops_per_image or dtype not in CEILING_PRECISIONS
+                or dtype not in measured.matmul_tflops):
             continue
         tflops = flops_per_image[row["model"]] * row["batch"] / (row["latency_ms"] / 1e3) / 1e12
         ceiling = measured.matmul_tflops[dtype]
