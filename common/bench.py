@@ -8,8 +8,8 @@ statistics come from ``perf_counter_ns`` around each call.
 
 Each timed loop sits in an NVTX range named after the measurement, so an Nsight Systems trace of a
 lab shows where every figure came from. Right after the event-timed loop, while the GPU still drains
-its queue (so at the loop's clocks), a short pass runs under CUPTI (``torch.profiler`` with CUDA
-activities only), its iterations back to back as in the loop, and reads the GPU's own busy time per
+its queue (so at the loop's clocks), a short pass runs under CUPTI (PyTorch's profiler with CUDA
+activities only, :func:`device_profile`), its iterations back to back as in the loop, and reads the GPU's own busy time per
 iteration: ``kernel_ms`` is the union of the intervals of every kernel, memory copy and memset the
 iteration put on the device (work overlapping on several streams counts once), ``kernel_sum_ms``
 their plain sum. ``gpu_busy = kernel_ms / event_ms`` names the regime a figure was measured in:
@@ -331,7 +331,7 @@ def measure(
         counting = kernel_time_enabled(kernel_time)
         found: list[tuple[KernelTime | None, str]] = []
         if counting:
-            _cupti_problem()   # CUPTI's one-off start (seconds) before the warm-up, not inside the measurement
+            _cupti_problem()   # the profiler's one-off start, before the warm-up, not inside the measurement
 
             def kernel_pass(per_call_ms: float) -> None:
                 found.append(measure_kernel_time(fn, stream, kernel_iterations(per_call_ms)))
@@ -425,7 +425,7 @@ def _profiler_busy() -> bool:
     return bool(enabled and enabled())
 
 
-def _activity(event) -> str:
+def activity_kind(event) -> str:
     """kineto's activity type of a device event; from the name on a PyTorch that does not expose it."""
     if hasattr(event, "activity_type"):
         return event.activity_type()
@@ -455,7 +455,7 @@ def device_activities(events) -> tuple[list[tuple[int, int]], list[tuple[int, in
     for ev in events:
         if ev.device_type() == DeviceType.CPU:
             continue
-        kind = _activity(ev)
+        kind = activity_kind(ev)
         if kind in DEVICE_ACTIVITIES:
             interval = (ev.start_ns(), ev.end_ns())
             work.append(interval)
@@ -543,9 +543,24 @@ def _finish_teardown() -> None:
     torch.cuda.synchronize()
 
 
+def device_profile(*, cpu: bool = False, device: str = "cuda"):
+    """A profiler session (a context manager) recording CUDA activities on 'cuda', and host-side
+    operators too with `cpu` (on 'cpu', host-side operators only). After it, ``.kineto_results.events()``
+    holds the raw records and ``.function_events`` / ``.key_averages()`` the operator view.
+
+    PyTorch's autograd profiler, which ``torch.profiler.profile`` wraps: the wrapper's start imports
+    ``torch._inductor`` to read one setting, several seconds in a process that has not compiled yet
+    (4-6 s on an H200 machine), which the lower class does not pay.
+    """
+    from torch.autograd.profiler import profile
+
+    if device not in ("cuda", "cpu"):
+        raise ValueError(f"device must be 'cuda' or 'cpu', got {device!r}")
+    return profile(use_cpu=cpu or device == "cpu", use_device="cuda" if device == "cuda" else None, use_kineto=True)
+
+
 def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     # CUPTI left subscribed after a profile slows every later kernel launch in the process (PyTorch
     # leaves it so unless TEARDOWN_CUPTI=1; safe with CUDA graphs from CUDA 12.6): tear it down.
@@ -554,12 +569,12 @@ def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
         try:
             # CUDA activities only: no host-side op records (they would slow the iterations and the
             # profiler's stop), and every device record of the session belongs to these iterations.
-            with torch.cuda.nvtx.range(KERNEL_PASS_LABEL), profile(activities=[ProfilerActivity.CUDA]) as prof:
+            with torch.cuda.nvtx.range(KERNEL_PASS_LABEL), device_profile() as prof:
                 with torch.cuda.stream(stream):
                     for _ in range(iterations):
                         fn()
                 torch.cuda.synchronize()
-            events = prof.profiler.kineto_results.events()
+            events = prof.kineto_results.events()
         except (RuntimeError, AttributeError) as exc:   # CUPTI taken by another tool, or an old profiler
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return None, f"profiler unavailable: {type(exc).__name__}: {first_line}"

@@ -142,101 +142,166 @@ def _stop_kernel(client, done: threading.Event) -> None:
     done.wait(STOP_GRACE_S)
 
 
-def _run_client(client) -> BaseException | None:
-    """Run `client` in a worker thread so that Ctrl-C reaches this process as KeyboardInterrupt
-    (nbclient's own SIGINT handler, installed only in the main thread, would kill the kernel and let
-    the next lab start); return the exception the execution ended with."""
-    box: dict[str, BaseException] = {}
-    done = threading.Event()   # not Thread.join: an interrupted join can leave is_alive() wrong
+class LabSession:
+    """One notebook in its own fresh kernel, which starts as soon as the session is made and waits.
 
-    def work() -> None:
+    The runner makes the next lab's session while the current lab runs, so that kernel's start-up
+    (a new Python process, IPython, the kernel's handshake) overlaps the current lab instead of
+    adding to the course, and a finished lab's kernel shuts down behind the next lab's first cells.
+    A kernel starts nothing of the lab before :meth:`run`: no cell, no import, no GPU work.
+
+    Everything nbclient does for the session happens in one worker thread with its own event loop,
+    so that Ctrl-C reaches the runner as KeyboardInterrupt (nbclient's own SIGINT handler, installed
+    only in the main thread, would kill the kernel and let the next lab start).
+    """
+
+    def __init__(self, path: Path) -> None:
+        import nbformat
+
+        self.path = path
+        self.nb = nbformat.read(path, as_version=4)
+        for cell in self.nb.cells:   # no committed output may pass for this run's
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        self.client = None
+        self.exc: BaseException | None = None
+        self._go, self._cancelled = threading.Event(), False
+        self._done = threading.Event()     # the cells have run (or the session ended without them)
+        self._closed = threading.Event()   # the kernel is shut down
+        self._hooks: dict = {}
+        threading.Thread(target=self._work, name=f"kernel {path.stem}", daemon=True).start()
+
+    def _work(self) -> None:
+        import asyncio
+
+        from nbclient import NotebookClient
+        from traitlets.config import Config
+
+        loop = asyncio.new_event_loop()
         try:
-            client.execute()
-        except BaseException as exc:   # handed to the main thread, which decides
-            box["exc"] = exc
+            # IPC sockets in a private folder: the kernel is reachable only from this machine, and
+            # it has no "running over TCP without encryption" warning to print once per lab.
+            with tempfile.TemporaryDirectory(prefix="trtlabs-kernel-") as sockets:
+                config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+                client = NotebookClient(self.nb, timeout=CELL_LIMIT_S, kernel_name="python3", config=config,
+                                        resources={"metadata": {"path": str(self.path.parent)}},
+                                        on_cell_start=self._hook("start"), on_cell_executed=self._hook("done"))
+                client.km = client.create_kernel_manager()
+                client.owns_km = False   # this session shuts the kernel down, after the runner has the notebook
+                self.client = client
+                try:
+                    try:
+                        loop.run_until_complete(client.async_start_new_kernel())
+                        loop.run_until_complete(client.async_start_new_kernel_client())
+                        self._go.wait()
+                        if not self._cancelled:
+                            loop.run_until_complete(client.async_execute())
+                    except BaseException as exc:   # handed to the runner, which decides
+                        self.exc = exc
+                    finally:
+                        self._done.set()
+                finally:
+                    loop.run_until_complete(client._async_cleanup_kernel())
+        except BaseException as exc:   # the kernel could not even be set up
+            self.exc = self.exc or exc
         finally:
-            done.set()
+            self._done.set()
+            loop.close()
+            self._closed.set()
 
-    threading.Thread(target=work, name="notebook", daemon=True).start()
-    try:
-        while not done.wait(0.2):
-            pass
-    except KeyboardInterrupt:
-        _stop_kernel(client, done)
-        raise
-    return box.get("exc")
+    def _hook(self, name: str):
+        def call(**kwargs) -> None:
+            hook = self._hooks.get(name)
+            if hook is not None:
+                hook(**kwargs)
+        return call
+
+    def cancel(self) -> None:
+        """Shut the waiting kernel down without running the lab."""
+        self._cancelled = True
+        self._go.set()
+
+    def wait_closed(self, timeout_s: float = 30.0) -> bool:
+        return self._closed.wait(timeout_s)
+
+    def run(self, out_path: Path, timeout_s: float = CELL_LIMIT_S, progress: bool = True) -> LabRun:
+        """Run the notebook and write it to `out_path` whatever happens: complete, or up to the cell
+        that failed (with its traceback) or was interrupted; cells after it are left without outputs.
+
+        The run's status, duration, machine and scale are kept in the notebook's metadata
+        ("trtlabs"), which nbval ignores. Ctrl-C stops the kernel and returns the status "interrupted".
+        """
+        from tqdm import tqdm
+
+        nb = self.nb
+        n_code = sum(c.cell_type == "code" for c in nb.cells)
+        bar = tqdm(total=n_code, desc=f"  {self.path.stem}", unit="cell", disable=not progress, mininterval=1,
+                   file=sys.stdout, leave=False)
+        started: dict[int, float] = {}
+        cell_seconds: dict[int, float] = {}
+        current: list[int] = []
+
+        def cell_started(cell_index: int, **_) -> None:
+            started[cell_index] = time.perf_counter()
+            current[:] = [cell_index]
+
+        def cell_done(cell_index: int, **_) -> None:
+            cell_seconds[cell_index] = round(time.perf_counter() - started.get(cell_index, time.perf_counter()), 2)
+            bar.update(1)
+
+        self._hooks.update(start=cell_started, done=cell_done)
+        interrupted = False
+        t0 = time.perf_counter()
+        try:
+            if self.client is not None:
+                self.client.timeout = max(1, int(timeout_s))
+            self._go.set()
+            while not self._done.wait(0.2):   # not Thread.join: an interrupted join can leave is_alive() wrong
+                pass
+        except KeyboardInterrupt:
+            if self.client is not None:
+                _stop_kernel(self.client, self._done)
+            interrupted = True
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - t0
+        exc = self.exc if not interrupted else KeyboardInterrupt()
+        failed_at = current[0] if exc is not None and current else None
+        if exc is not None and getattr(exc, "ename", None) == "KeyboardInterrupt":
+            interrupted = True
+        run = LabRun(status="interrupted" if interrupted else "failed" if exc is not None else "ran",
+                     seconds=round(seconds, 1))
+        if exc is not None:
+            run.error = "interrupted (Ctrl-C)" if interrupted else describe_error(exc, nb, failed_at)
+            if failed_at is not None:
+                run.cell, run.execution_count = failed_at + 1, nb.cells[failed_at].get("execution_count")
+
+        from .env import scale
+
+        slowest = sorted(cell_seconds.items(), key=lambda kv: -kv[1])[:5]
+        nb.metadata["trtlabs"] = {"seconds": run.seconds, "machine": detect().machine, "scale": str(scale()),
+                                  "recorded_as": durations.machine_key(),
+                                  "slowest_cells": {str(i): s for i, s in slowest}}
+        if run.status != "ran":
+            nb.metadata["trtlabs"].update(status=run.status, error=run.error, cell=run.cell)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = without_progress_bars(cell.outputs)
+        import nbformat
+
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_path, nbformat.writes(nb))
+        return run
 
 
 def execute(path: Path, out_path: Path, timeout_s: float = CELL_LIMIT_S, progress: bool = True) -> LabRun:
-    """Run one notebook and write it to `out_path` whatever happens: complete, or up to the cell that
-    failed (with its traceback) or was interrupted; cells after it are left without outputs.
-
-    The run's status, duration, machine and scale are kept in the notebook's metadata ("trtlabs"),
-    which nbval ignores. Ctrl-C stops the kernel and returns the status "interrupted".
-    """
-    import nbformat
-    from nbclient import NotebookClient
-    from tqdm import tqdm
-    from traitlets.config import Config
-
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:   # no committed output may pass for this run's
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    n_code = sum(c.cell_type == "code" for c in nb.cells)
-    bar = tqdm(total=n_code, desc=f"  {path.stem}", unit="cell", disable=not progress, mininterval=1,
-               file=sys.stdout, leave=False)
-    started: dict[int, float] = {}
-    cell_seconds: dict[int, float] = {}
-    current: list[int] = []
-
-    def cell_started(cell_index: int, **_) -> None:
-        started[cell_index] = time.perf_counter()
-        current[:] = [cell_index]
-
-    def cell_done(cell_index: int, **_) -> None:
-        cell_seconds[cell_index] = round(time.perf_counter() - started.get(cell_index, time.perf_counter()), 2)
-        bar.update(1)
-
-    interrupted = False
-    t0 = time.perf_counter()
-    # IPC sockets in a private folder: the kernel is reachable only from this machine, and it has no
-    # "running over TCP without encryption" warning to print once per lab.
-    with tempfile.TemporaryDirectory(prefix="trtlabs-kernel-") as sockets:
-        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
-        client = NotebookClient(nb, timeout=max(1, int(timeout_s)), kernel_name="python3", config=config,
-                                resources={"metadata": {"path": str(path.parent)}},
-                                on_cell_start=cell_started, on_cell_executed=cell_done)
-        try:
-            exc: BaseException | None = _run_client(client)
-        except KeyboardInterrupt as stop:
-            exc, interrupted = stop, True
-        finally:
-            bar.close()
-    seconds = time.perf_counter() - t0
-    failed_at = current[0] if exc is not None and current else None
-    if exc is not None and getattr(exc, "ename", None) == "KeyboardInterrupt":
-        interrupted = True
-    run = LabRun(status="interrupted" if interrupted else "failed" if exc is not None else "ran",
-                 seconds=round(seconds, 1))
-    if exc is not None:
-        run.error = "interrupted (Ctrl-C)" if interrupted else describe_error(exc, nb, failed_at)
-        if failed_at is not None:
-            run.cell, run.execution_count = failed_at + 1, nb.cells[failed_at].get("execution_count")
-
-    from .env import scale
-
-    slowest = sorted(cell_seconds.items(), key=lambda kv: -kv[1])[:5]
-    nb.metadata["trtlabs"] = {"seconds": run.seconds, "machine": detect().machine, "scale": str(scale()),
-                              "recorded_as": durations.machine_key(), "slowest_cells": {str(i): s for i, s in slowest}}
-    if run.status != "ran":
-        nb.metadata["trtlabs"].update(status=run.status, error=run.error, cell=run.cell)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = without_progress_bars(cell.outputs)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_path, nbformat.writes(nb))
-    return run
+    """Run one notebook in a fresh kernel and write it to `out_path` (:meth:`LabSession.run`); the
+    kernel is shut down before this returns."""
+    session = LabSession(path)
+    try:
+        return session.run(out_path, timeout_s=timeout_s, progress=progress)
+    finally:
+        session.wait_closed()
 
 
 #: A progress bar's line as tqdm writes it to a text stream ("desc:  40%|████      | 2/5 [00:01<...]").
@@ -395,11 +460,20 @@ def main(argv: list[str] | None = None) -> int:
     interrupted, current = "", ""
     start = time.perf_counter()
     fallback = max(est.seconds.values(), default=0.0)
+    sessions: dict[Path, LabSession] = {}
+
+    def session(path: Path) -> LabSession:
+        if path not in sessions:
+            sessions[path] = LabSession(path)
+        return sessions[path]
+
     try:
         for i, path in enumerate(chosen, 1):
             left_s = budget_s - (time.perf_counter() - start) if budget_s else CELL_LIMIT_S
             expected = est.seconds.get(path.stem, fallback) if budget_s else 0.0
             if left_s <= 0 or expected > left_s:
+                if path in sessions:
+                    sessions[path].cancel()
                 skipped.append(f"{path.stem}: needs about {expected:.0f} s, {max(0.0, left_s):.0f} s of the budget left")
                 print(f"skipped (time budget): {skipped[-1]}", flush=True)
                 continue
@@ -407,7 +481,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{i}/{len(chosen)}] {path.name} ...", flush=True)
             current = path.name
             _clear_results(path.stem)
-            run = execute(path, target, timeout_s=min(CELL_LIMIT_S, left_s))
+            this = session(path)
+            if i < len(chosen):
+                session(chosen[i])   # the next lab's kernel starts while this lab runs
+            run = this.run(target, timeout_s=min(CELL_LIMIT_S, left_s))
             run.notebook = _relative(target, out_dir)
             runs[path.name] = run
             if run.status == "interrupted":
@@ -425,6 +502,11 @@ def main(argv: list[str] | None = None) -> int:
         interrupted = (f"{current}, {stopped.where() or 'before its first cell'}"
                        if stopped and stopped.status == "interrupted" else "between labs")
         print(f"\ninterrupted ({interrupted}): the run stops here; what ran is kept", flush=True)
+    finally:
+        for waiting in sessions.values():
+            waiting.cancel()   # a kernel started ahead for a lab that did not run
+        for waiting in sessions.values():
+            waiting.wait_closed()
     total = time.perf_counter() - start
 
     _record(runs, machine, run_scale, record_committed=args.inplace or args.record_durations)

@@ -335,15 +335,14 @@ def storage_facts(x: torch.Tensor, cases: Sequence[ShuffleCase]) -> list[dict]:
 
 def cuda_kernels_launched(fn: Callable[[], object]) -> int:
     """How many GPU activities (kernels, memcpys, memsets) one call of `fn` puts on the device, by
-    ``torch.profiler``. `fn` runs once before, so lazy initialisation is not counted."""
-    from torch.profiler import ProfilerActivity, profile
-
+    CUPTI. `fn` runs once before, so lazy initialisation is not counted."""
     fn()
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    with bench.device_profile() as prof:
         fn()
         torch.cuda.synchronize()
-    return sum(1 for event in prof.events() if event.device_type == torch.autograd.DeviceType.CUDA)
+    work, _, _ = bench.device_activities(prof.kineto_results.events())
+    return len(work)
 
 
 def measure_shuffles(x: torch.Tensor, cases: Sequence[ShuffleCase], *, backend: str, device: str,

@@ -145,15 +145,14 @@ def first_tile(kernel_names: Sequence[str]) -> tuple[str | None, tuple[int, int,
 
 
 def gemm_kernels(fn: Callable[[], Any]) -> list[str]:
-    """The names of the GPU kernels one call of `fn` launches (torch.profiler; `fn` runs once before)."""
-    from torch.profiler import ProfilerActivity, profile
-
+    """The names of the GPU kernels one call of `fn` launches (CUPTI; `fn` runs once before)."""
     fn()
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    with bench.device_profile() as prof:
         fn()
         torch.cuda.synchronize()
-    return [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return [ev.name() for ev in prof.kineto_results.events()
+            if ev.device_type() != torch.autograd.DeviceType.CPU and bench.activity_kind(ev) == "kernel"]
 
 
 def quantization(m: int, n: int, k: int, tile: tuple[int, int, int], sms: int) -> dict:

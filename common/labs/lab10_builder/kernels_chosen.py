@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
+from ... import bench
+
 LIBRARY = "library (cuBLAS/cuDNN/oneDNN)"
 GENERATED_GEMM = "generated GEMM template (Triton/C++)"
 GENERATED = "generated fused kernel"
@@ -99,13 +101,6 @@ def aggregate(label: str, device: str, durations: Iterable[tuple[str, float]], i
     return KernelProfile(label, device, iterations, kernels)
 
 
-def _is_device_work(event: Any) -> bool:
-    kind = event.activity_type() if hasattr(event, "activity_type") else ""
-    if kind:
-        return kind in ("kernel", "gpu_memcpy", "gpu_memset")
-    return event.name() not in ("Context Sync",) and not event.name().startswith("bench.")
-
-
 def profile_kernels(fn: Callable[[], Any], *, label: str, device: str, stream: Any = None,
                     iterations: int = 5) -> KernelProfile:
     """Run `fn` `iterations` times under the profiler (after one untimed call) and rank what ran.
@@ -114,15 +109,13 @@ def profile_kernels(fn: Callable[[], Any], *, label: str, device: str, stream: A
     CPU time (a compiled region counts its generated code there).
     """
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     context = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
     with torch.inference_mode(), context:
         fn()
         if device == "cuda":
             torch.cuda.synchronize()
-        with profile(activities=activities) as prof:
+        with bench.device_profile(device=device) as prof:
             for _ in range(iterations):
                 fn()
             if device == "cuda":
@@ -130,8 +123,8 @@ def profile_kernels(fn: Callable[[], Any], *, label: str, device: str, stream: A
     if device == "cuda":
         from torch.autograd import DeviceType
 
-        events = [(ev.name(), (ev.end_ns() - ev.start_ns()) / 1e3) for ev in prof.profiler.kineto_results.events()
-                  if ev.device_type() != DeviceType.CPU and _is_device_work(ev)]
+        events = [(ev.name(), (ev.end_ns() - ev.start_ns()) / 1e3) for ev in prof.kineto_results.events()
+                  if ev.device_type() != DeviceType.CPU and bench.activity_kind(ev) in bench.DEVICE_ACTIVITIES]
     else:
         events = [(avg.key, avg.self_cpu_time_total / avg.count) for avg in prof.key_averages()
                   for _ in range(avg.count) if avg.self_cpu_time_total > 0]
