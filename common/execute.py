@@ -39,6 +39,8 @@ DEFAULT_OUT = "report"
 TIMINGS_FILE = "timings.json"
 #: The longest a single cell may run when no budget says otherwise.
 CELL_LIMIT_S = 1200
+#: Imported by each lab's kernel while it waits for its turn (every lab imports them first thing).
+PRELOAD = ("torch",)
 #: How long an interrupted lab's kernel gets to stop by itself before it is killed.
 STOP_GRACE_S = 10.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -142,6 +144,13 @@ def _stop_kernel(client, done: threading.Event) -> None:
     done.wait(STOP_GRACE_S)
 
 
+def _preload_line(module: str) -> str:
+    """One line that imports `module` if it is installed and binds no name (the notebook imports it itself)."""
+    if not module.replace(".", "").replace("_", "").isalnum():
+        raise ValueError(f"not a module name: {module!r}")
+    return f'exec("try:\\n import {module}\\nexcept ImportError:\\n pass\\nelse:\\n del {module.split(".")[0]}")'
+
+
 class LabSession:
     """One notebook in its own fresh kernel, which starts as soon as the session is made and waits.
 
@@ -155,10 +164,10 @@ class LabSession:
     only in the main thread, would kill the kernel and let the next lab start).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, preload: tuple[str, ...] = ()) -> None:
         import nbformat
 
-        self.path = path
+        self.path, self.preload = path, preload
         self.nb = nbformat.read(path, as_version=4)
         for cell in self.nb.cells:   # no committed output may pass for this run's
             if cell.cell_type == "code":
@@ -186,6 +195,8 @@ class LabSession:
                 client = NotebookClient(self.nb, timeout=CELL_LIMIT_S, kernel_name="python3", config=config,
                                         resources={"metadata": {"path": str(self.path.parent)}},
                                         on_cell_start=self._hook("start"), on_cell_executed=self._hook("done"))
+                for module in self.preload:   # imported while the kernel waits; no name bound in the notebook
+                    client.extra_arguments += [f"--IPKernelApp.exec_lines={_preload_line(module)}"]
                 client.km = client.create_kernel_manager()
                 client.owns_km = False   # this session shuts the kernel down, after the runner has the notebook
                 self.client = client
@@ -464,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def session(path: Path) -> LabSession:
         if path not in sessions:
-            sessions[path] = LabSession(path)
+            sessions[path] = LabSession(path, preload=PRELOAD)
         return sessions[path]
 
     try:

@@ -58,12 +58,43 @@ def test_the_pass_is_switched_by_keyword_and_environment(monkeypatch):
         bench.kernel_time_enabled()
 
 
-def test_the_pass_profiles_about_10_ms():
-    assert bench.kernel_iterations(0.01) == bench.KERNEL_TIME_MAX_ITERS
-    assert bench.kernel_iterations(2.0) == 5
-    assert bench.kernel_iterations(0.25) == 40
+def test_the_pass_profiles_about_3_ms():
+    assert bench.kernel_iterations(0.01) == bench.KERNEL_TIME_MAX_ITERS == 30
+    assert bench.kernel_iterations(1.0) == 3
+    assert bench.kernel_iterations(0.25) == 12
     assert bench.kernel_iterations(200.0) == 1
     assert bench.kernel_iterations(0.0) == bench.KERNEL_TIME_MAX_ITERS
+
+
+def _run(event_ms: float, kernel: bool, device: str = "cuda") -> bench.Measurement:
+    s = bench.Stats.of([event_ms])
+    kt = bench.KernelTime(union_ms=event_ms / 2, sum_ms=event_ms / 2, copy_ms=0.0, activities_per_iter=3,
+                          iterations=5) if kernel else None
+    return bench.Measurement("x", "b", device, 1, s, s, event_ms, 10, 0.0, "cuda-events", kernel=kt)
+
+
+def test_kernel_time_in_the_first_pass_names_the_regime_of_all_passes():
+    assert [bench.kernel_time_in(p) for p in range(3)] == [None, False, False]
+    runs = [_run(2.0, True), _run(1.0, False), _run(1.2, False)]
+    fields = bench.kernel_fields(runs)
+    # busy from the pass that carries kernel time, against that pass's own event time (not the median's)
+    assert fields["kernel_ms"] == 1.0 and fields["gpu_busy"] == pytest.approx(0.5)
+    assert fields["regime"] == bench.MIXED
+    assert math.isnan(bench.median_kernel_ms(runs))   # a comparison on kernel time still needs every pass
+    with pytest.raises(ValueError, match="no kernel time"):
+        bench.compare(runs, runs, on="kernel")
+    none = bench.kernel_fields([_run(1.0, False), _run(1.0, False)])
+    assert math.isnan(none["kernel_ms"]) and none["regime"] == bench.regime_of(float("nan"))
+
+
+def test_interleaved_passes_read_kernel_time_in_every_pass_or_in_the_first_only(monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench, "measure", lambda **kw: seen.append((kw["name"], kw.get("kernel_time", "default"))))
+    bench.measure_interleaved({"a": {"fn": None, "name": "a"}, "b": {"fn": None, "name": "b"}}, passes=3)
+    assert seen == [(n, "default") for _ in range(3) for n in "ab"]
+    seen.clear()
+    bench.measure_interleaved({"a": {"fn": None, "name": "a"}}, passes=3, kernel_every_pass=False)
+    assert seen == [("a", None), ("a", False), ("a", False)]
 
 
 class _Event:

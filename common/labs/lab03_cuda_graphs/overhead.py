@@ -52,7 +52,7 @@ def width_sweep(widths: Sequence[int], batch: int, *, device: str, dtype: torch.
         config = configs[key]
         results[key].append(bench.measure(config.fn, name=f"width {key[0]}", backend=key[1], batch_size=batch,
                                           device=device, stream=config.stream, warmup_ms=warmup_ms,
-                                          measure_ms=measure_ms, kernel_time=None if p == 0 else False))
+                                          measure_ms=measure_ms, kernel_time=bench.kernel_time_in(p)))
     rows = []
     for (width, label), runs in results.items():
         medians = [m.latency_ms.median for m in runs]
