@@ -246,6 +246,55 @@ def test_ctrl_c_stops_the_run_keeps_what_ran_and_writes_the_report(tmp_path):
     assert not Path(f"/proc/{kernel}").exists(), "the interrupted lab's kernel was left running"
 
 
+# -- kernels: started ahead of their lab, shut down behind it ---------------------------------------
+
+_STARTED = ("import os\n"
+            "ticks = int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[19])   # field 22: start time\n"
+            "btime = int(next(l for l in open('/proc/stat') if l.startswith('btime')).split()[1])\n"
+            "started = btime + ticks / os.sysconf('SC_CLK_TCK')\n")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process start times from /proc")
+def test_the_next_labs_kernel_starts_while_a_lab_runs_and_no_kernel_outlives_the_run(tmp_path):
+    labs, first, second = tmp_path / "labs", tmp_path / "first.txt", tmp_path / "second.txt"
+    _notebook(labs / "00_first.ipynb", "Lab 00 — first",
+              f"import os, time\ntime.sleep(4)\nopen({str(first)!r}, 'w').write(f'{{os.getpid()}} {{time.time()}}')")
+    _notebook(labs / "01_second.ipynb", "Lab 01 — second",
+              _STARTED + "import sys\n"
+              f"open({str(second)!r}, 'w').write(f'{{os.getpid()}} {{started}} {{\"torch\" in sys.modules}} "
+              "{\"torch\" in dir()}')")
+    run = subprocess.run([sys.executable, "-m", "common.execute", str(labs / "00_first.ipynb"),
+                          str(labs / "01_second.ipynb"), "--out", str(tmp_path / "out")], cwd=ROOT,
+                         env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    pid1, first_done = first.read_text().split()
+    pid2, second_started, preloaded, bound = second.read_text().split()
+    # lab 01's kernel was up before lab 00's 4-second cell ended (start times are good to about a second)
+    assert float(second_started) < float(first_done) - 1.5
+    # it imported torch while it waited, and the notebook's namespace holds no name for it
+    assert (preloaded, bound) == ("True", "False")
+    for pid in (pid1, pid2):
+        assert not Path(f"/proc/{pid}").exists(), "a lab's kernel outlived the run"
+
+
+def test_a_kernel_started_ahead_for_a_lab_that_does_not_run_is_shut_down(tmp_path):
+    session = execute.LabSession(_notebook(tmp_path / "labs" / "00_x.ipynb", "Lab 00 — x", "print(1)"))
+    deadline = time.monotonic() + 120
+    while not (session.client is not None and session.client.km is not None and session.client.km.has_kernel):
+        assert time.monotonic() < deadline, "the kernel never started"
+        time.sleep(0.1)
+    pid = session.client.km.provisioner.pid
+    session.cancel()
+    assert session.wait_closed(60) and session.exc is None
+    assert not Path(f"/proc/{pid}").exists(), "the waiting kernel was left running"
+
+
+def test_preloading_refuses_what_is_not_a_module_name():
+    assert execute._preload_line("torch").startswith('exec("try:')
+    with pytest.raises(ValueError, match="not a module name"):
+        execute._preload_line("torch; import os")
+
+
 # -- the report ------------------------------------------------------------------------------------
 
 def _png(path: Path, title: str) -> None:
