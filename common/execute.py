@@ -1,7 +1,9 @@
 """Execute lab notebooks headless, in order, with progress, inside an optional time budget.
 
 Each notebook runs top to bottom in a fresh kernel of the current Python (as nbval does); a bar shows
-its cells as they finish. Executed notebooks go to DIR (default `report/`, ignored by git) with their
+its cells as they finish. A lab's kernel starts while the lab before it runs (and imports torch while
+it waits: no cell of the lab runs before its turn), and a finished lab's kernel shuts down behind the
+next one, so kernels' start-up and teardown add nothing to the course's time. Executed notebooks go to DIR (default `report/`, ignored by git) with their
 results (claims, figures: `DIR/results/`), never over the committed notebooks unless `--inplace` is
 given (then results go to `results/`, the report and timings to DIR). `--labs` picks labs by number,
 `--scale` forces the labs' scale (TRTLABS_SCALE), `--budget-min` is a workshop's time budget: a lab
