@@ -237,6 +237,15 @@ class LabSession:
     def wait_closed(self, timeout_s: float = 30.0) -> bool:
         return self._closed.wait(timeout_s)
 
+    def kill(self) -> None:
+        """Kill the kernel's process group at once (a second Ctrl-C while kernels shut down)."""
+        group = _kernel_group(self.client)
+        if group is not None:
+            try:
+                os.killpg(group, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def run(self, out_path: Path, timeout_s: float = CELL_LIMIT_S, progress: bool = True) -> LabRun:
         """Run the notebook and write it to `out_path` whatever happens: complete, or up to the cell
         that failed (with its traceback) or was interrupted; cells after it are left without outputs.
@@ -518,8 +527,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for waiting in sessions.values():
             waiting.cancel()   # a kernel started ahead for a lab that did not run
-        for waiting in sessions.values():
-            waiting.wait_closed()
+        try:
+            for waiting in sessions.values():
+                waiting.wait_closed()
+        except KeyboardInterrupt:   # Ctrl-C again while kernels shut down: no kernel is left behind
+            for waiting in sessions.values():
+                waiting.kill()
+            raise
     total = time.perf_counter() - start
 
     _record(runs, machine, run_scale, record_committed=args.inplace or args.record_durations)

@@ -277,16 +277,29 @@ def test_the_next_labs_kernel_starts_while_a_lab_runs_and_no_kernel_outlives_the
         assert not Path(f"/proc/{pid}").exists(), "a lab's kernel outlived the run"
 
 
-def test_a_kernel_started_ahead_for_a_lab_that_does_not_run_is_shut_down(tmp_path):
-    session = execute.LabSession(_notebook(tmp_path / "labs" / "00_x.ipynb", "Lab 00 — x", "print(1)"))
+def _kernel_pid(session: execute.LabSession) -> int:
     deadline = time.monotonic() + 120
     while not (session.client is not None and session.client.km is not None and session.client.km.has_kernel):
         assert time.monotonic() < deadline, "the kernel never started"
         time.sleep(0.1)
-    pid = session.client.km.provisioner.pid
+    return session.client.km.provisioner.pid
+
+
+def test_a_kernel_started_ahead_for_a_lab_that_does_not_run_is_shut_down(tmp_path):
+    session = execute.LabSession(_notebook(tmp_path / "labs" / "00_x.ipynb", "Lab 00 — x", "print(1)"))
+    pid = _kernel_pid(session)
     session.cancel()
     assert session.wait_closed(60) and session.exc is None
     assert not Path(f"/proc/{pid}").exists(), "the waiting kernel was left running"
+
+
+def test_a_waiting_kernel_can_be_killed_at_once(tmp_path):
+    session = execute.LabSession(_notebook(tmp_path / "labs" / "00_x.ipynb", "Lab 00 — x", "print(1)"))
+    pid = _kernel_pid(session)
+    session.kill()
+    session.cancel()
+    assert session.wait_closed(60)
+    assert not Path(f"/proc/{pid}").exists()
 
 
 def test_preloading_refuses_what_is_not_a_module_name():
