@@ -34,7 +34,7 @@ import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 
 @dataclass(frozen=True)
@@ -444,16 +444,12 @@ def _stream_of(event) -> int:
     return int(resource()) if resource is not None else 0
 
 
-def device_activities(events) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
-    """From kineto's events: (device-activity intervals, their copy/memset part, streams they ran on), in ns.
-
-    Device work is every kernel, memcpy and memset CUPTI reported (those inside CUDA-graph replays,
-    Triton's, cuBLAS/cuSPARSELt's, TensorRT's alike); host-side records (runtime calls), GPU-side
-    annotations and synchronisation records are not work.
-    """
+def device_records(events) -> Iterator[tuple[str, Any]]:
+    """The device work among kineto's events, as (kind, event): every kernel, memcpy and memset CUPTI
+    reported (those inside CUDA-graph replays, Triton's, cuBLAS/cuSPARSELt's, TensorRT's alike);
+    host-side records (runtime calls), GPU-side annotations and synchronisation records are not work."""
     from torch.autograd import DeviceType
 
-    work, copies, streams = [], [], set()
     typed = bool(events) and hasattr(events[0], "activity_type")
     for ev in events:   # thousands per session: one call per host-side record, the type first
         if typed:
@@ -461,11 +457,19 @@ def device_activities(events) -> tuple[list[tuple[int, int]], list[tuple[int, in
         else:
             kind = "" if ev.device_type() == DeviceType.CPU else activity_kind(ev)
         if kind in DEVICE_ACTIVITIES:
-            interval = (ev.start_ns(), ev.end_ns())
-            work.append(interval)
-            streams.add(_stream_of(ev))
-            if kind in _COPY_ACTIVITIES:
-                copies.append(interval)
+            yield kind, ev
+
+
+def device_activities(events) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
+    """From kineto's events: (device-activity intervals, their copy/memset part, streams they ran on), in
+    ns, of the device work :func:`device_records` picks out."""
+    work, copies, streams = [], [], set()
+    for kind, ev in device_records(events):
+        interval = (ev.start_ns(), ev.end_ns())
+        work.append(interval)
+        streams.add(_stream_of(ev))
+        if kind in _COPY_ACTIVITIES:
+            copies.append(interval)
     return work, copies, len(streams)
 
 
@@ -547,10 +551,10 @@ def _finish_teardown() -> None:
     torch.cuda.synchronize()
 
 
-def device_profile(*, cpu: bool = False, device: str = "cuda"):
-    """A profiler session (a context manager) recording CUDA activities on 'cuda', and host-side
-    operators too with `cpu` (on 'cpu', host-side operators only). After it, ``.kineto_results.events()``
-    holds the raw records and ``.function_events`` / ``.key_averages()`` the operator view.
+def device_profile(device: str = "cuda"):
+    """A profiler session (a context manager) recording CUDA activities on 'cuda', host-side operators
+    on 'cpu'. After it, ``.kineto_results.events()`` holds the raw records (:func:`device_records`) and
+    ``.key_averages()`` the operator view.
 
     PyTorch's autograd profiler, which ``torch.profiler.profile`` wraps: the wrapper's start imports
     ``torch._inductor`` to read one setting, several seconds in a process that has not compiled yet
@@ -560,7 +564,7 @@ def device_profile(*, cpu: bool = False, device: str = "cuda"):
 
     if device not in ("cuda", "cpu"):
         raise ValueError(f"device must be 'cuda' or 'cpu', got {device!r}")
-    return profile(use_cpu=cpu or device == "cpu", use_device="cuda" if device == "cuda" else None, use_kineto=True)
+    return profile(use_cpu=device == "cpu", use_device="cuda" if device == "cuda" else None, use_kineto=True)
 
 
 def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:

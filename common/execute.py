@@ -128,15 +128,22 @@ def _kernel_group(client) -> int | None:
     return getattr(provisioner, "pgid", None) or getattr(provisioner, "pid", None)
 
 
+def _signal_kernel(client, sig: int) -> bool:
+    """Send `sig` to the kernel's process group; False if there is none (any more)."""
+    group = _kernel_group(client)
+    if group is None:
+        return False
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def _stop_kernel(client, done: threading.Event) -> None:
     """Interrupt the kernel (the running cell raises KeyboardInterrupt), then kill it if it lingers."""
     for sig in (signal.SIGINT, signal.SIGKILL):
-        group = _kernel_group(client)
-        if group is None:
-            break
-        try:
-            os.killpg(group, sig)
-        except (ProcessLookupError, PermissionError):
+        if not _signal_kernel(client, sig):
             break
         try:
             if done.wait(STOP_GRACE_S):
@@ -177,9 +184,9 @@ class LabSession:
         self.client = None
         self.exc: BaseException | None = None
         self._go, self._cancelled = threading.Event(), False
+        self._run_options: dict = {}       # the cell timeout and hooks, set by run() before _go
         self._done = threading.Event()     # the cells have run (or the session ended without them)
         self._closed = threading.Event()   # the kernel is shut down
-        self._hooks: dict = {}
         threading.Thread(target=self._work, name=f"kernel {path.stem}", daemon=True).start()
 
     def _work(self) -> None:
@@ -195,8 +202,7 @@ class LabSession:
             with tempfile.TemporaryDirectory(prefix="trtlabs-kernel-") as sockets:
                 config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
                 client = NotebookClient(self.nb, timeout=CELL_LIMIT_S, kernel_name="python3", config=config,
-                                        resources={"metadata": {"path": str(self.path.parent)}},
-                                        on_cell_start=self._hook("start"), on_cell_executed=self._hook("done"))
+                                        resources={"metadata": {"path": str(self.path.parent)}})
                 for module in self.preload:   # imported while the kernel waits; no name bound in the notebook
                     client.extra_arguments += [f"--IPKernelApp.exec_lines={_preload_line(module)}"]
                 client.km = client.create_kernel_manager()
@@ -208,6 +214,8 @@ class LabSession:
                         loop.run_until_complete(client.async_start_new_kernel_client())
                         self._go.wait()
                         if not self._cancelled:
+                            for option, value in self._run_options.items():
+                                setattr(client, option, value)
                             loop.run_until_complete(client.async_execute())
                     except BaseException as exc:   # handed to the runner, which decides
                         self.exc = exc
@@ -222,13 +230,6 @@ class LabSession:
             loop.close()
             self._closed.set()
 
-    def _hook(self, name: str):
-        def call(**kwargs) -> None:
-            hook = self._hooks.get(name)
-            if hook is not None:
-                hook(**kwargs)
-        return call
-
     def cancel(self) -> None:
         """Shut the waiting kernel down without running the lab."""
         self._cancelled = True
@@ -239,12 +240,7 @@ class LabSession:
 
     def kill(self) -> None:
         """Kill the kernel's process group at once (a second Ctrl-C while kernels shut down)."""
-        group = _kernel_group(self.client)
-        if group is not None:
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        _signal_kernel(self.client, signal.SIGKILL)
 
     def run(self, out_path: Path, timeout_s: float = CELL_LIMIT_S, progress: bool = True) -> LabRun:
         """Run the notebook and write it to `out_path` whatever happens: complete, or up to the cell
@@ -253,6 +249,7 @@ class LabSession:
         The run's status, duration, machine and scale are kept in the notebook's metadata
         ("trtlabs"), which nbval ignores. Ctrl-C stops the kernel and returns the status "interrupted".
         """
+        import nbformat
         from tqdm import tqdm
 
         nb = self.nb
@@ -271,16 +268,16 @@ class LabSession:
             cell_seconds[cell_index] = round(time.perf_counter() - started.get(cell_index, time.perf_counter()), 2)
             bar.update(1)
 
-        self._hooks.update(start=cell_started, done=cell_done)
+        self._run_options = {"timeout": max(1, int(timeout_s)), "on_cell_start": cell_started,
+                             "on_cell_executed": cell_done}
         interrupted = False
         t0 = time.perf_counter()
         try:
-            if self.client is not None:
-                self.client.timeout = max(1, int(timeout_s))
             self._go.set()
             while not self._done.wait(0.2):   # not Thread.join: an interrupted join can leave is_alive() wrong
                 pass
         except KeyboardInterrupt:
+            self._cancelled = True   # a kernel still starting runs no cell
             if self.client is not None:
                 _stop_kernel(self.client, self._done)
             interrupted = True
@@ -309,8 +306,6 @@ class LabSession:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs = without_progress_bars(cell.outputs)
-        import nbformat
-
         out_path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out_path, nbformat.writes(nb))
         return run

@@ -151,8 +151,7 @@ def gemm_kernels(fn: Callable[[], Any]) -> list[str]:
     with bench.device_profile() as prof:
         fn()
         torch.cuda.synchronize()
-    return [ev.name() for ev in prof.kineto_results.events()
-            if ev.device_type() != torch.autograd.DeviceType.CPU and bench.activity_kind(ev) == "kernel"]
+    return [ev.name() for kind, ev in bench.device_records(prof.kineto_results.events()) if kind == "kernel"]
 
 
 def quantization(m: int, n: int, k: int, tile: tuple[int, int, int], sms: int) -> dict:

@@ -28,7 +28,7 @@ from .experiments import (COMPILE, CUDA_PYTHON_GRAPH, DEPTH, EAGER, MLP, STATIC_
                           launch_overhead_us, matches, tolerance, verify)
 from .launches import (available_methods, check_triton_launch, driver_launcher, empty_kernel_ptx, kernels_per_call,
                        launch_configs, launch_cost_rows, ptx_target, triton_launcher)
-from .overhead import CpuOverheadModel, cpu_overhead_model, first_pass_kernel_fields, graph_overhead_rows, width_sweep
+from .overhead import CpuOverheadModel, cpu_overhead_model, graph_overhead_rows, width_sweep
 from .tensorrt_path import copy_into, engine_config, engine_runner_graph_drops, tensorrt_study, trtexec_commands
 
 __all__ = [
@@ -36,7 +36,7 @@ __all__ = [
     "TRT_INVALIDATION_CLAIM", "TRT_SPEEDUP_CLAIM", "CpuOverheadModel", "LazyScratch", "Results", "ShapeGraphs",
     "StaticMLP", "Timed", "TorchGraph", "available_methods", "backend_label", "bench_configs", "build_mlp",
     "busy_interval", "capture_static", "check_triton_launch", "driver_launcher", "empty_kernel_ptx", "engine_config",
-    "first_pass_kernel_fields", "kernels_per_call", "launch_configs", "launch_cost_rows", "ptx_target",
+    "kernels_per_call", "launch_configs", "launch_cost_rows", "ptx_target",
     "triton_launcher", "trtexec_commands",
     "capture_torch_graph", "claim_texts", "claims", "comparison_rows", "compile_reduce_overhead", "copy_into",
     "cpu_overhead_model", "default_stream_refusal", "engine_runner_graph_drops", "example_input",

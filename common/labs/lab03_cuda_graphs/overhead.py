@@ -53,21 +53,15 @@ def width_sweep(widths: Sequence[int], batch: int, *, device: str, dtype: torch.
         results[key].append(bench.measure(config.fn, name=f"width {key[0]}", backend=key[1], batch_size=batch,
                                           device=device, stream=config.stream, warmup_ms=warmup_ms,
                                           measure_ms=measure_ms, kernel_time=bench.kernel_time_in(p)))
-    rows = []
+    rows = []   # kernel fields from the first pass, the one under CUPTI
     for (width, label), runs in results.items():
         medians = [m.latency_ms.median for m in runs]
         median_ms = statistics.median(medians)
         rows.append({"width": width, "backend": label, "batch": batch, "latency_ms": median_ms,
                      "per_layer_us": median_ms * 1e3 / depth, "gflop_per_layer": flops[width] / 1e9,
                      "spread_pct": bench.spread_pct(medians) if len(medians) > 1 else float("nan"),
-                     "pass_medians_ms": [round(m, 5) for m in medians], **first_pass_kernel_fields(runs)})
+                     "pass_medians_ms": [round(m, 5) for m in medians], **bench.kernel_fields(runs)})
     return rows
-
-
-def first_pass_kernel_fields(runs: Sequence[bench.Measurement]) -> dict:
-    """Kernel time, busy share and regime of the first pass (the one measured under CUPTI), its busy
-    share taken against that same pass's event time."""
-    return bench.kernel_fields(runs[:1])
 
 
 def graph_overhead_rows(rows: Sequence[dict], eager: str, graph: str) -> list[dict]:

@@ -121,10 +121,8 @@ def profile_kernels(fn: Callable[[], Any], *, label: str, device: str, stream: A
             if device == "cuda":
                 torch.cuda.synchronize()
     if device == "cuda":
-        from torch.autograd import DeviceType
-
-        events = [(ev.name(), (ev.end_ns() - ev.start_ns()) / 1e3) for ev in prof.kineto_results.events()
-                  if ev.device_type() != DeviceType.CPU and bench.activity_kind(ev) in bench.DEVICE_ACTIVITIES]
+        events = [(ev.name(), (ev.end_ns() - ev.start_ns()) / 1e3)
+                  for _, ev in bench.device_records(prof.kineto_results.events())]
     else:
         events = [(avg.key, avg.self_cpu_time_total / avg.count) for avg in prof.key_averages()
                   for _ in range(avg.count) if avg.self_cpu_time_total > 0]
