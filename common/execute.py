@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 from . import durations
 from .env import FolderError, check_folders, check_writable, detect, project_root
@@ -43,6 +44,11 @@ TIMINGS_FILE = "timings.json"
 CELL_LIMIT_S = 1200
 #: Imported by each lab's kernel while it waits for its turn (every lab imports them first thing).
 PRELOAD = ("torch",)
+#: A notebook lists the heavy libraries its kernel may import ahead (the compiler, ModelOpt, ONNX)
+#: under ``metadata["trtlabs"]["preload"]``: imported, like PRELOAD, before the lab's turn.
+PRELOAD_KEY = "preload"
+#: The nice value of the thread that imports them: a waiting kernel takes no CPU the running lab wants.
+PRELOAD_NICE = 19
 #: How long an interrupted lab's kernel gets to stop by itself before it is killed.
 STOP_GRACE_S = 10.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -153,11 +159,50 @@ def _stop_kernel(client, done: threading.Event) -> None:
     done.wait(STOP_GRACE_S)
 
 
-def _preload_line(module: str) -> str:
-    """One line that imports `module` if it is installed and binds no name (the notebook imports it itself)."""
-    if not module.replace(".", "").replace("_", "").isalnum():
-        raise ValueError(f"not a module name: {module!r}")
-    return f'exec("try:\\n import {module}\\nexcept ImportError:\\n pass\\nelse:\\n del {module.split(".")[0]}")'
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+_PRELOAD_CODE = """\
+def _preload(modules):
+    import os, sys, threading
+
+    def work():
+        if sys.platform.startswith("linux"):   # the nice value is per thread there; the cells' thread keeps its own
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), {nice})
+            except OSError:
+                pass
+        for module in modules:
+            try:
+                __import__(module)
+            except Exception:   # the lab's own import shows the error, in its cell
+                pass
+
+    worker = threading.Thread(target=work, name="trtlabs preload", daemon=True)
+    worker.start()
+    worker.join()   # the kernel answers only after it: no cell imports alongside it
+
+_preload({modules!r})
+"""
+
+
+def _preload_line(modules: Sequence[str]) -> str:
+    """One line for the kernel's ``exec_lines`` that imports `modules` (those installed) and binds no
+    name: the notebook imports them itself. The imports run in a thread at the lowest priority, which
+    the kernel waits for before it takes its first cell, so that a kernel waiting for its turn slows
+    the lab that is running as little as the machine allows."""
+    modules = tuple(modules)
+    for module in modules:
+        if not isinstance(module, str) or not _MODULE_NAME.fullmatch(module):
+            raise ValueError(f"not a module name: {module!r}")
+    return f"exec({_PRELOAD_CODE.format(nice=PRELOAD_NICE, modules=modules)!r}, {{}})"
+
+
+def preload_of(nb, path: Path) -> tuple[str, ...]:
+    """What `nb`'s kernel imports while it waits: PRELOAD, then the notebook's own list, once each."""
+    listed = nb.metadata.get("trtlabs", {}).get(PRELOAD_KEY, [])
+    if not isinstance(listed, list) or not all(isinstance(m, str) and _MODULE_NAME.fullmatch(m) for m in listed):
+        raise UsageError(f"{path.name}: metadata trtlabs.{PRELOAD_KEY} must be a list of module names, got {listed!r}")
+    return tuple(dict.fromkeys((*PRELOAD, *listed)))
 
 
 class LabSession:
@@ -173,11 +218,13 @@ class LabSession:
     only in the main thread, would kill the kernel and let the next lab start).
     """
 
-    def __init__(self, path: Path, preload: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: Path, preload: Sequence[str] | None = ()) -> None:
+        """`preload`: the modules the kernel imports while it waits; None for PRELOAD and the notebook's list."""
         import nbformat
 
-        self.path, self.preload = path, preload
+        self.path = path
         self.nb = nbformat.read(path, as_version=4)
+        self.preload = preload_of(self.nb, path) if preload is None else tuple(preload)
         for cell in self.nb.cells:   # no committed output may pass for this run's
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
@@ -203,8 +250,8 @@ class LabSession:
                 config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
                 client = NotebookClient(self.nb, timeout=CELL_LIMIT_S, kernel_name="python3", config=config,
                                         resources={"metadata": {"path": str(self.path.parent)}})
-                for module in self.preload:   # imported while the kernel waits; no name bound in the notebook
-                    client.extra_arguments += [f"--IPKernelApp.exec_lines={_preload_line(module)}"]
+                if self.preload:   # imported while the kernel waits; no name bound in the notebook
+                    client.extra_arguments += [f"--IPKernelApp.exec_lines={_preload_line(self.preload)}"]
                 client.km = client.create_kernel_manager()
                 client.owns_km = False   # this session shuts the kernel down, after the runner has the notebook
                 self.client = client
@@ -298,8 +345,9 @@ class LabSession:
         from .env import scale
 
         slowest = sorted(cell_seconds.items(), key=lambda kv: -kv[1])[:5]
-        nb.metadata["trtlabs"] = {"seconds": run.seconds, "machine": detect().machine, "scale": str(scale()),
-                                  "recorded_as": durations.machine_key(),
+        declared = {k: v for k, v in nb.metadata.get("trtlabs", {}).items() if k == PRELOAD_KEY}   # the notebook's own
+        nb.metadata["trtlabs"] = {**declared, "seconds": run.seconds, "machine": detect().machine,
+                                  "scale": str(scale()), "recorded_as": durations.machine_key(),
                                   "slowest_cells": {str(i): s for i, s in slowest}}
         if run.status != "ran":
             nb.metadata["trtlabs"].update(status=run.status, error=run.error, cell=run.cell)
@@ -418,10 +466,23 @@ def _notebooks(args) -> list[Path]:
     return select(found, args.labs)
 
 
+def _check_preloads(notebooks: Sequence[Path]) -> None:
+    """Each notebook's preload list is well formed (:func:`preload_of`), before any lab starts."""
+    import nbformat
+
+    for path in notebooks:
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:   # not a notebook: the lab fails in its turn, with nbformat's own error
+            continue
+        preload_of(nb, path)
+
+
 def _check(args, parser: argparse.ArgumentParser):
     """Every argument and folder checked before any lab starts: (notebooks, out_dir, budget_s)."""
     try:
         notebooks = _notebooks(args)
+        _check_preloads(notebooks)
         if args.budget_min is not None and not (math.isfinite(args.budget_min) and args.budget_min > 0):
             raise UsageError(f"--budget-min must be a positive number of minutes, got {args.budget_min:g}")
         out_dir = (args.out or project_root() / DEFAULT_OUT).expanduser().resolve()
@@ -481,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def session(path: Path) -> LabSession:
         if path not in sessions:
-            sessions[path] = LabSession(path, preload=PRELOAD)
+            sessions[path] = LabSession(path, preload=None)
         return sessions[path]
 
     try:

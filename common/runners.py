@@ -90,6 +90,7 @@ class _TorchRunner(Runner):
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.make_input = make_input
+        self._inputs: dict[int, torch.Tensor] = {}
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
 
@@ -98,9 +99,14 @@ class _TorchRunner(Runner):
         layout = ", channels_last" if self.channels_last else ""
         return f"{self.backend} ({self.device}, {self.precision}{layout})"
 
-    def _new_input(self, batch_size: int) -> torch.Tensor:
-        x = self.make_input(batch_size).to(device=self.device, dtype=DTYPES[self.precision])
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+    def _input(self, batch_size: int) -> torch.Tensor:
+        """The input of `batch_size` items, made on the first preparation of that size and kept: a sweep
+        prepares each size again in every pass, and a new seeded input would hold the same values."""
+        if batch_size not in self._inputs:
+            x = self.make_input(batch_size).to(device=self.device, dtype=DTYPES[self.precision])
+            self._inputs[batch_size] = (x.contiguous(memory_format=torch.channels_last)
+                                        if self.channels_last and x.dim() == 4 else x)
+        return self._inputs[batch_size]
 
     def output(self) -> torch.Tensor:
         if self.stream is not None:
@@ -114,7 +120,7 @@ class TorchEagerRunner(_TorchRunner):
 
     @torch.inference_mode()
     def _prepare(self, batch_size: int) -> None:
-        self.x = self._new_input(batch_size)
+        self.x = self._input(batch_size)
         ctx = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
         with ctx:
             self.y = self.model(self.x)   # first run of a shape: cuDNN's algorithm search happens here
@@ -139,7 +145,7 @@ class TorchCompileRunner(_TorchRunner):
 
     @torch.inference_mode()
     def _prepare(self, batch_size: int) -> None:
-        self.x = self._new_input(batch_size)
+        self.x = self._input(batch_size)
         ctx = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
         with ctx:
             for _ in range(2):   # compile, then one run of the compiled code
@@ -164,7 +170,7 @@ class TorchCudaGraphRunner(_TorchRunner):
     @torch.inference_mode()
     def _prepare(self, batch_size: int) -> None:
         if batch_size not in self.graphs:
-            x = self._new_input(batch_size)
+            x = self._input(batch_size)
             with torch.cuda.stream(self.stream):
                 for _ in range(3):   # warm up before capture: lazy init and allocator state stay out
                     self.model(x)
@@ -203,12 +209,14 @@ class OnnxRuntimeRunner(Runner):
         self.precision = "fp16" if graph_input.type == "tensor(float16)" else "fp32"   # what the ONNX carries
         self.input_name = graph_input.name
         self.make_input = make_input
+        self._feeds: dict[int, dict] = {}
         self.feed: dict = {}
         self.y = None
 
     def _prepare(self, batch_size: int) -> None:
-        x = self.make_input(batch_size).to(DTYPES[self.precision])
-        self.feed = {self.input_name: x.numpy()}
+        if batch_size not in self._feeds:   # made once per batch size, as the PyTorch runners' inputs
+            self._feeds[batch_size] = {self.input_name: self.make_input(batch_size).to(DTYPES[self.precision]).numpy()}
+        self.feed = self._feeds[batch_size]
 
     def run(self) -> None:
         self.y = self.session.run(None, self.feed)[0]

@@ -303,9 +303,72 @@ def test_a_waiting_kernel_can_be_killed_at_once(tmp_path):
 
 
 def test_preloading_refuses_what_is_not_a_module_name():
-    assert execute._preload_line("torch").startswith('exec("try:')
-    with pytest.raises(ValueError, match="not a module name"):
-        execute._preload_line("torch; import os")
+    assert execute._preload_line(("torch", "torch._dynamo")).startswith("exec(")
+    for bad in ("torch; import os", "os\nimport sys", "", "torch.", 3):
+        with pytest.raises(ValueError, match="not a module name"):
+            execute._preload_line(("torch", bad))
+
+
+_PROBE = ("import os, threading\n"
+          "open(os.environ['PROBE_OUT'], 'w').write(f'{os.getpriority(os.PRIO_PROCESS, threading.get_native_id())} '\n"
+          "                                         f'{threading.current_thread() is threading.main_thread()}')\n")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the nice value is per thread on Linux")
+def test_the_preload_imports_in_a_lowest_priority_thread_binds_no_name_and_survives_a_broken_module(tmp_path):
+    (tmp_path / "trtlabs_probe.py").write_text(_PROBE)
+    (tmp_path / "trtlabs_broken.py").write_text("raise RuntimeError('broken at import')\n")
+    line = execute._preload_line(("trtlabs_broken", "trtlabs_probe", "trtlabs_missing"))
+    script = (f"import os, sys\nbefore = os.getpriority(os.PRIO_PROCESS, 0)\nns = {{}}\nexec({line!r}, ns)\n"
+              "print(before, os.getpriority(os.PRIO_PROCESS, 0), 'trtlabs_probe' in sys.modules,"
+              " sorted(k for k in ns if not k.startswith('__')))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         env=dict(os.environ, PYTHONPATH=str(tmp_path), PROBE_OUT=str(tmp_path / "probe.txt")))
+    assert out.returncode == 0, out.stderr
+    before, after, imported, names = out.stdout.split(maxsplit=3)
+    assert (after, imported, names.strip()) == (before, "True", "[]")   # the cells' thread keeps its priority
+    nice, in_main_thread = (tmp_path / "probe.txt").read_text().split()
+    assert (int(nice), in_main_thread) == (execute.PRELOAD_NICE, "False")
+
+
+def test_a_notebooks_preload_list_is_added_to_the_default_and_a_bad_one_stops_the_runner(tmp_path, capsys, monkeypatch):
+    good = nbformat.v4.new_notebook(metadata={"trtlabs": {"preload": ["onnx", "torch", "torch._dynamo"]}})
+    assert execute.preload_of(good, Path("01_x.ipynb")) == ("torch", "onnx", "torch._dynamo")
+    assert execute.preload_of(nbformat.v4.new_notebook(), Path("01_x.ipynb")) == execute.PRELOAD
+    for bad in ("onnx", ["onnx; import os"], [1]):
+        nb = nbformat.v4.new_notebook(metadata={"trtlabs": {"preload": bad}})
+        with pytest.raises(execute.UsageError, match="02_y.ipynb: metadata trtlabs.preload must be a list of module"):
+            execute.preload_of(nb, Path("02_y.ipynb"))
+    path = _notebook(tmp_path / "labs" / "00_bad.ipynb", "Lab 00 — bad", "print(1)")
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["trtlabs"] = {"preload": "onnx"}
+    nbformat.write(nb, path)
+    monkeypatch.setenv("TRTLABS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as stop:
+        execute.main([str(path), "--out", str(tmp_path / "out")])
+    assert stop.value.code == 2 and "00_bad.ipynb: metadata trtlabs.preload" in capsys.readouterr().err
+    assert not (tmp_path / "out" / execute.TIMINGS_FILE).exists()   # no lab ran
+
+
+def test_a_lab_kernel_imports_its_notebooks_preload_before_the_first_cell_and_keeps_the_declaration(tmp_path):
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "trtlabs_probe.py").write_text(_PROBE)
+    path = _notebook(tmp_path / "labs" / "00_pre.ipynb", "Lab 00 — preload",
+                     "import sys\nprint('trtlabs_probe' in sys.modules, 'trtlabs_probe' in dir())")
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["trtlabs"] = {"preload": ["trtlabs_probe"]}
+    nbformat.write(nb, path)
+    env = _env(tmp_path)
+    env.update(PYTHONPATH=os.pathsep.join([env["PYTHONPATH"], str(tmp_path / "mods")]),
+               PROBE_OUT=str(tmp_path / "probe.txt"))
+    run = subprocess.run([sys.executable, "-m", "common.execute", str(path), "--out", str(tmp_path / "out")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    done = nbformat.read(tmp_path / "out" / "notebooks" / "00_pre.ipynb", as_version=4)
+    assert done.cells[1].outputs[0]["text"].split() == ["True", "False"]   # imported ahead, no name bound
+    assert done.metadata["trtlabs"]["preload"] == ["trtlabs_probe"] and "seconds" in done.metadata["trtlabs"]
+    if sys.platform.startswith("linux"):
+        assert (tmp_path / "probe.txt").read_text().split() == [str(execute.PRELOAD_NICE), "False"]
 
 
 # -- the report ------------------------------------------------------------------------------------

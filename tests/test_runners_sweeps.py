@@ -27,6 +27,22 @@ def test_batch_sweep_rows_have_spread_and_throughput():
     assert "PyTorch eager (cpu, fp32)" in text and len(text.splitlines()) == 4
 
 
+def test_a_sweep_makes_each_batch_size_input_once_and_feeds_it_again_in_later_passes():
+    made = []
+
+    def counted(batch):
+        made.append(batch)
+        return _make_input(batch)
+
+    r = runners.TorchEagerRunner(models.build("resnet18", "small"), counted, device="cpu", precision="fp32")
+    sweeps.batch_sweep([r], [1, 2], model="resnet18", unit="img", passes=3, measure_ms=5, warmup_ms=1, progress=False)
+    assert made == [1, 2]                               # was [1, 2] once per pass: a seeded input made anew
+    first = r.x
+    r.prepare(1)
+    r.prepare(2)
+    assert r.x is first and r.x.shape[0] == 2 and torch.equal(r.x, _make_input(2))
+
+
 def test_scaling_finds_best_batch_and_knee():
     batches = [1, 2, 4, 8, 16, 32]
     linear_then_flat = [100, 200, 400, 790, 900, 950]

@@ -49,7 +49,8 @@ _MTQ: list[Any] = []
 
 def mtq() -> Any:
     """`modelopt.torch.quantization`, imported on first use: importing it takes seconds (about 20 s
-    on the course's GPU machine), so the lab pays for it once, where it first quantizes."""
+    on the course's GPU machine), so the lab pays for it once, where it first quantizes (the course
+    runner's kernels import it while they wait for their turn)."""
     if not _MTQ:
         import modelopt.torch.quantization as module
 

@@ -21,8 +21,8 @@ from .gemms import (BACKENDS, FORMS, GemmShape, LayerStudy, backend_status, best
                     speedup_plot, speedup_rows, sweep_cases, to_semi_structured, zeros_cases, zeros_rows)
 from .claims import SPEED_KEYS, Results, claim_texts, claims, pruning_claims, speed_claims, tensorrt_claims
 from .pattern import (GROUP, KEEP, PatternCheck, Pruned, accuracy_row, check_2_4, export_sparse, groups_along_input,
-                      groups_in_memory_order, is_2_4, magnitude_mask_2_4, modelopt_sparsify, pattern_rows,
-                      prune_2_4, pruned_layers, weight_layers)
+                      groups_in_memory_order, is_2_4, magnitude_mask_2_4, modelopt_imported, modelopt_sparsify,
+                      pattern_rows, prune_2_4, pruned_layers, weight_layers)
 from .tensorrt import ENGINES, engine_configs, onnx_name, tensorrt_sparsity_study, trtexec_commands
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
     "speedup_plot", "speedup_rows", "sweep_cases", "to_semi_structured", "zeros_cases", "zeros_rows",
     "SPEED_KEYS", "Results", "claim_texts", "claims", "pruning_claims", "speed_claims", "tensorrt_claims",
     "GROUP", "KEEP", "PatternCheck", "Pruned", "accuracy_row", "check_2_4", "export_sparse", "groups_along_input",
-    "groups_in_memory_order", "is_2_4", "magnitude_mask_2_4", "modelopt_sparsify", "pattern_rows", "prune_2_4",
-    "pruned_layers", "weight_layers",
+    "groups_in_memory_order", "is_2_4", "magnitude_mask_2_4", "modelopt_imported", "modelopt_sparsify",
+    "pattern_rows", "prune_2_4", "pruned_layers", "weight_layers",
     "ENGINES", "engine_configs", "onnx_name", "tensorrt_sparsity_study", "trtexec_commands",
 ]
