@@ -162,8 +162,14 @@ def _stop_kernel(client, done: threading.Event) -> None:
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 _PRELOAD_CODE = """\
-def _preload(modules):
+def _preload(first, modules):
     import os, sys, threading
+
+    for module in first:   # PyTorch's profiler (kineto) registers on the thread that loads it: the cells' thread
+        try:
+            __import__(module)
+        except Exception:
+            pass
 
     def work():
         if sys.platform.startswith("linux"):   # the nice value is per thread there; the cells' thread keeps its own
@@ -181,7 +187,7 @@ def _preload(modules):
     worker.start()
     worker.join()   # the kernel answers only after it: no cell imports alongside it
 
-_preload({modules!r})
+_preload({first!r}, {modules!r})
 """
 
 
@@ -189,12 +195,17 @@ def _preload_line(modules: Sequence[str]) -> str:
     """One line for the kernel's ``exec_lines`` that imports `modules` (those installed) and binds no
     name: the notebook imports them itself. The imports run in a thread at the lowest priority, which
     the kernel waits for before it takes its first cell, so that a kernel waiting for its turn slows
-    the lab that is running as little as the machine allows."""
+    the lab that is running as little as the machine allows. PRELOAD's own modules (torch) are
+    imported first, on the kernel's main thread: PyTorch's profiler registers itself on the thread
+    that loads it and complains ("External init callback must run in same thread as registerClient")
+    when a cell's thread later profiles."""
     modules = tuple(modules)
     for module in modules:
         if not isinstance(module, str) or not _MODULE_NAME.fullmatch(module):
             raise ValueError(f"not a module name: {module!r}")
-    return f"exec({_PRELOAD_CODE.format(nice=PRELOAD_NICE, modules=modules)!r}, {{}})"
+    first = tuple(m for m in modules if m in PRELOAD)
+    rest = tuple(m for m in modules if m not in PRELOAD)
+    return f"exec({_PRELOAD_CODE.format(nice=PRELOAD_NICE, first=first, modules=rest)!r}, {{}})"
 
 
 def preload_of(nb, path: Path) -> tuple[str, ...]:

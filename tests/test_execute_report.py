@@ -315,10 +315,14 @@ _PROBE = ("import os, threading\n"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the nice value is per thread on Linux")
-def test_the_preload_imports_in_a_lowest_priority_thread_binds_no_name_and_survives_a_broken_module(tmp_path):
+def test_the_preload_imports_in_a_lowest_priority_thread_binds_no_name_and_survives_a_broken_module(tmp_path,
+                                                                                                    monkeypatch):
     (tmp_path / "trtlabs_probe.py").write_text(_PROBE)
+    main_probe = _PROBE.replace("os.environ['PROBE_OUT']", "os.environ['PROBE_OUT'] + '.main'")
+    (tmp_path / "trtlabs_main.py").write_text(main_probe)
     (tmp_path / "trtlabs_broken.py").write_text("raise RuntimeError('broken at import')\n")
-    line = execute._preload_line(("trtlabs_broken", "trtlabs_probe", "trtlabs_missing"))
+    monkeypatch.setattr(execute, "PRELOAD", ("trtlabs_main",))   # torch's place: imported on the cells' thread
+    line = execute._preload_line(("trtlabs_main", "trtlabs_broken", "trtlabs_probe", "trtlabs_missing"))
     script = (f"import os, sys\nbefore = os.getpriority(os.PRIO_PROCESS, 0)\nns = {{}}\nexec({line!r}, ns)\n"
               "print(before, os.getpriority(os.PRIO_PROCESS, 0), 'trtlabs_probe' in sys.modules,"
               " sorted(k for k in ns if not k.startswith('__')))")
@@ -329,6 +333,8 @@ def test_the_preload_imports_in_a_lowest_priority_thread_binds_no_name_and_survi
     assert (after, imported, names.strip()) == (before, "True", "[]")   # the cells' thread keeps its priority
     nice, in_main_thread = (tmp_path / "probe.txt").read_text().split()
     assert (int(nice), in_main_thread) == (execute.PRELOAD_NICE, "False")
+    nice, in_main_thread = (tmp_path / "probe.txt.main").read_text().split()
+    assert (nice, in_main_thread) == (before, "True")   # kineto registers on the thread that loads torch
 
 
 def test_a_notebooks_preload_list_is_added_to_the_default_and_a_bad_one_stops_the_runner(tmp_path, capsys, monkeypatch):
@@ -354,7 +360,8 @@ def test_a_lab_kernel_imports_its_notebooks_preload_before_the_first_cell_and_ke
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "trtlabs_probe.py").write_text(_PROBE)
     path = _notebook(tmp_path / "labs" / "00_pre.ipynb", "Lab 00 — preload",
-                     "import sys\nprint('trtlabs_probe' in sys.modules, 'trtlabs_probe' in dir())")
+                     "import sys\nprint('trtlabs_probe' in sys.modules, 'trtlabs_probe' in dir())",
+                     "import torch\nfrom common import bench\nwith bench.device_profile('cpu'):\n    torch.ones(3) + 1")
     nb = nbformat.read(path, as_version=4)
     nb.metadata["trtlabs"] = {"preload": ["trtlabs_probe"]}
     nbformat.write(nb, path)
@@ -367,6 +374,9 @@ def test_a_lab_kernel_imports_its_notebooks_preload_before_the_first_cell_and_ke
     done = nbformat.read(tmp_path / "out" / "notebooks" / "00_pre.ipynb", as_version=4)
     assert done.cells[1].outputs[0]["text"].split() == ["True", "False"]   # imported ahead, no name bound
     assert done.metadata["trtlabs"]["preload"] == ["trtlabs_probe"] and "seconds" in done.metadata["trtlabs"]
+    # torch was loaded on the cells' thread: its profiler does not print "External init callback must run
+    # in same thread as registerClient" into the first cell that profiles (it did when a thread loaded it)
+    assert "registerClient" not in json.dumps([c.outputs for c in done.cells if c.cell_type == "code"])
     if sys.platform.startswith("linux"):
         assert (tmp_path / "probe.txt").read_text().split() == [str(execute.PRELOAD_NICE), "False"]
 
