@@ -460,22 +460,6 @@ def device_records(events) -> Iterator[tuple[str, Any]]:
             yield kind, ev
 
 
-#: Host-side calls that put work on the GPU: kernel and graph launches, copies, memsets (runtime and driver API).
-_LAUNCH_CALLS = ("Launch", "Memcpy", "Memset")
-
-
-def launched_work(events) -> bool:
-    """Whether a session's records show device work or a call that launches it: False for a session
-    whose only records are host-side calls such as the closing synchronize, i.e. a function that put
-    nothing on the GPU (a view). Such a session is a finding, not a session to retry."""
-    typed = bool(events) and hasattr(events[0], "activity_type")
-    for ev in events:
-        kind = ev.activity_type() if typed else activity_kind(ev)
-        if kind in DEVICE_ACTIVITIES or any(call in ev.name() for call in _LAUNCH_CALLS):
-            return True
-    return False
-
-
 def device_activities(events) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
     """From kineto's events: (device-activity intervals, their copy/memset part, streams they ran on), in
     ns, of the device work :func:`device_records` picks out."""
@@ -589,7 +573,7 @@ def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
     # CUPTI left subscribed after a profile slows every later kernel launch in the process (PyTorch
     # leaves it so unless TEARDOWN_CUPTI=1; safe with CUDA graphs from CUDA 12.6): tear it down.
     os.environ.setdefault("TEARDOWN_CUPTI", "1")
-    for _ in range(2):   # a session that recorded nothing gets one retry, unless nothing was launched
+    for _ in range(2):   # a session that recorded nothing gets one retry
         try:
             # CUDA activities only: no host-side op records (they would slow the iterations and the
             # profiler's stop), and every device record of the session belongs to these iterations.
@@ -608,8 +592,6 @@ def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
         found = kernel_time_of_run(work, copies, iterations, streams)
         if found is not None and found.activities_per_iter > 0:
             return found, ""
-        if events and not launched_work(events):   # CUPTI saw the session, and nothing was launched
-            break
     return None, NO_DEVICE_WORK
 
 
