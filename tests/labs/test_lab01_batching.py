@@ -230,6 +230,17 @@ def test_cpu_runners_agree_and_carry_their_backend(tmp_path):
     assert m.backend == labels[1] and m.batch_size == 2 and rs[1].prepare_seconds[2] >= 0
 
 
+def test_the_onnx_runtime_runner_makes_each_batch_sizes_feed_once(tmp_path):
+    paths, _ = onnx_tools.export_zoo_pair("resnet18", "small", tmp_path)
+    made = []
+    r = runners.OnnxRuntimeRunner(paths["fp32"], lambda b: made.append(b) or _make_input(b))
+    for batch in (1, 2, 1, 2):   # a sweep's passes prepare every size again
+        r.prepare(batch)
+    assert made == [1, 2] and r.feed["input"].shape[0] == 2
+    r.prepare(1)
+    assert r.feed["input"].shape[0] == 1 and (r.feed["input"] == _make_input(1).numpy()).all()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_runners_are_fp16_and_match_fp32(tmp_path):
     paths, _ = onnx_tools.export_zoo_pair("resnet18", "small", tmp_path)
