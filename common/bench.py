@@ -567,6 +567,19 @@ def device_profile(device: str = "cuda"):
     return profile(use_cpu=device == "cpu", use_device="cuda" if device == "cuda" else None, use_kineto=True)
 
 
+def device_records_of_call(fn: Callable[[], Any]) -> list[tuple[str, Any]]:
+    """The device work (:func:`device_records`) one call of `fn` puts on the GPU, by CUPTI. `fn` runs
+    once before, so lazy initialisation is not counted."""
+    import torch
+
+    fn()
+    torch.cuda.synchronize()
+    with device_profile() as prof:
+        fn()
+        torch.cuda.synchronize()
+    return list(device_records(prof.kineto_results.events()))
+
+
 def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
     import torch
 

@@ -1,11 +1,13 @@
 """Execute lab notebooks headless, in order, with progress, inside an optional time budget.
 
 Each notebook runs top to bottom in a fresh kernel of the current Python (as nbval does); a bar shows
-its cells as they finish. A lab's kernel starts while the lab before it runs (and imports torch while
-it waits: no cell of the lab runs before its turn), and a finished lab's kernel shuts down behind the
-next one, so kernels' start-up and teardown add nothing to the course's time. Executed notebooks go to DIR (default `report/`, ignored by git) with their
-results (claims, figures: `DIR/results/`), never over the committed notebooks unless `--inplace` is
-given (then results go to `results/`, the report and timings to DIR). `--labs` picks labs by number,
+its cells as they finish. A lab's kernel starts while the lab before it runs (and imports torch and the
+libraries its notebook lists under ``metadata["trtlabs"]["preload"]`` while it waits: no cell of the
+lab runs before its turn), and a finished lab's kernel shuts down behind the next one, so kernels'
+start-up and teardown add nothing to the course's time. Executed notebooks go to DIR (default
+`report/`, ignored by git) with their results (claims, figures: `DIR/results/`), never over the
+committed notebooks unless `--inplace` is given (then results go to `results/`, the report and
+timings to DIR). `--labs` picks labs by number,
 `--scale` forces the labs' scale (TRTLABS_SCALE), `--budget-min` is a workshop's time budget: a lab
 whose recorded duration on this machine and scale (common.durations) no longer fits is skipped, and
 no cell runs past the budget. `--plan` prints that plan and runs nothing. `--report` writes the HTML
@@ -165,30 +167,32 @@ _PRELOAD_CODE = """\
 def _preload(first, modules):
     import os, sys, threading
 
-    for module in first:   # PyTorch's profiler (kineto) registers on the thread that loads it: the cells' thread
-        try:
-            __import__(module)
-        except Exception:
-            pass
+    def load(names):
+        for name in names:
+            try:
+                __import__(name)
+            except Exception:   # the lab's own import shows the error, in its cell
+                pass
 
-    def work():
+    def low_priority():
         if sys.platform.startswith("linux"):   # the nice value is per thread there; the cells' thread keeps its own
             try:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), {nice})
             except OSError:
                 pass
-        for module in modules:
-            try:
-                __import__(module)
-            except Exception:   # the lab's own import shows the error, in its cell
-                pass
+        load(modules)
 
-    worker = threading.Thread(target=work, name="trtlabs preload", daemon=True)
+    load(first)   # PyTorch's profiler (kineto) registers on the thread that loads it: the cells' thread
+    worker = threading.Thread(target=low_priority, name="trtlabs preload", daemon=True)
     worker.start()
     worker.join()   # the kernel answers only after it: no cell imports alongside it
 
 _preload({first!r}, {modules!r})
 """
+
+
+def _is_module_name(name: object) -> bool:
+    return isinstance(name, str) and _MODULE_NAME.fullmatch(name) is not None
 
 
 def _preload_line(modules: Sequence[str]) -> str:
@@ -201,7 +205,7 @@ def _preload_line(modules: Sequence[str]) -> str:
     when a cell's thread later profiles."""
     modules = tuple(modules)
     for module in modules:
-        if not isinstance(module, str) or not _MODULE_NAME.fullmatch(module):
+        if not _is_module_name(module):
             raise ValueError(f"not a module name: {module!r}")
     first = tuple(m for m in modules if m in PRELOAD)
     rest = tuple(m for m in modules if m not in PRELOAD)
@@ -211,7 +215,7 @@ def _preload_line(modules: Sequence[str]) -> str:
 def preload_of(nb, path: Path) -> tuple[str, ...]:
     """What `nb`'s kernel imports while it waits: PRELOAD, then the notebook's own list, once each."""
     listed = nb.metadata.get("trtlabs", {}).get(PRELOAD_KEY, [])
-    if not isinstance(listed, list) or not all(isinstance(m, str) and _MODULE_NAME.fullmatch(m) for m in listed):
+    if not isinstance(listed, list) or not all(_is_module_name(m) for m in listed):
         raise UsageError(f"{path.name}: metadata trtlabs.{PRELOAD_KEY} must be a list of module names, got {listed!r}")
     return tuple(dict.fromkeys((*PRELOAD, *listed)))
 
@@ -229,13 +233,12 @@ class LabSession:
     only in the main thread, would kill the kernel and let the next lab start).
     """
 
-    def __init__(self, path: Path, preload: Sequence[str] | None = ()) -> None:
-        """`preload`: the modules the kernel imports while it waits; None for PRELOAD and the notebook's list."""
+    def __init__(self, path: Path, preload: Sequence[str] = ()) -> None:
+        """`preload`: the modules the kernel imports while it waits (:func:`preload_of`)."""
         import nbformat
 
-        self.path = path
+        self.path, self.preload = path, tuple(preload)
         self.nb = nbformat.read(path, as_version=4)
-        self.preload = preload_of(self.nb, path) if preload is None else tuple(preload)
         for cell in self.nb.cells:   # no committed output may pass for this run's
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
@@ -356,7 +359,8 @@ class LabSession:
         from .env import scale
 
         slowest = sorted(cell_seconds.items(), key=lambda kv: -kv[1])[:5]
-        declared = {k: v for k, v in nb.metadata.get("trtlabs", {}).items() if k == PRELOAD_KEY}   # the notebook's own
+        record = nb.metadata.get("trtlabs", {})
+        declared = {PRELOAD_KEY: record[PRELOAD_KEY]} if PRELOAD_KEY in record else {}   # the notebook's own
         nb.metadata["trtlabs"] = {**declared, "seconds": run.seconds, "machine": detect().machine,
                                   "scale": str(scale()), "recorded_as": durations.machine_key(),
                                   "slowest_cells": {str(i): s for i, s in slowest}}
@@ -477,28 +481,30 @@ def _notebooks(args) -> list[Path]:
     return select(found, args.labs)
 
 
-def _check_preloads(notebooks: Sequence[Path]) -> None:
-    """Each notebook's preload list is well formed (:func:`preload_of`), before any lab starts."""
+def _preloads(notebooks: Sequence[Path]) -> dict[Path, tuple[str, ...]]:
+    """Each notebook's preload (:func:`preload_of`), its list checked before any lab starts."""
     import nbformat
 
+    found = {}
     for path in notebooks:
         try:
             nb = nbformat.read(path, as_version=4)
         except Exception:   # not a notebook: the lab fails in its turn, with nbformat's own error
             continue
-        preload_of(nb, path)
+        found[path] = preload_of(nb, path)
+    return found
 
 
 def _check(args, parser: argparse.ArgumentParser):
-    """Every argument and folder checked before any lab starts: (notebooks, out_dir, budget_s)."""
+    """Every argument and folder checked before any lab starts: (notebooks, out_dir, budget_s, preloads)."""
     try:
         notebooks = _notebooks(args)
-        _check_preloads(notebooks)
+        preloads = _preloads(notebooks)
         if args.budget_min is not None and not (math.isfinite(args.budget_min) and args.budget_min > 0):
             raise UsageError(f"--budget-min must be a positive number of minutes, got {args.budget_min:g}")
         out_dir = (args.out or project_root() / DEFAULT_OUT).expanduser().resolve()
         if args.plan:
-            return notebooks, out_dir, args.budget_min * 60 if args.budget_min else None
+            return notebooks, out_dir, args.budget_min * 60 if args.budget_min else None, preloads
         check_writable(out_dir, "the output folder (--out)")
         if args.inplace:
             for folder in sorted({p.parent for p in notebooks}):
@@ -508,7 +514,7 @@ def _check(args, parser: argparse.ArgumentParser):
         check_folders()
     except (UsageError, FolderError) as exc:
         parser.error(str(exc))
-    return notebooks, out_dir, args.budget_min * 60 if args.budget_min else None
+    return notebooks, out_dir, args.budget_min * 60 if args.budget_min else None, preloads
 
 
 def _clear_results(lab: str) -> None:
@@ -526,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.scale:
         os.environ["TRTLABS_SCALE"] = args.scale   # inherited by every kernel started below
-    notebooks, out_dir, budget_s = _check(args, parser)
+    notebooks, out_dir, budget_s, preloads = _check(args, parser)
     try:
         from .env import scale
 
@@ -553,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def session(path: Path) -> LabSession:
         if path not in sessions:
-            sessions[path] = LabSession(path, preload=None)
+            sessions[path] = LabSession(path, preload=preloads.get(path, PRELOAD))
         return sessions[path]
 
     try:

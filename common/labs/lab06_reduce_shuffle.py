@@ -336,13 +336,7 @@ def storage_facts(x: torch.Tensor, cases: Sequence[ShuffleCase]) -> list[dict]:
 def cuda_kernels_launched(fn: Callable[[], object]) -> int:
     """How many GPU activities (kernels, memcpys, memsets) one call of `fn` puts on the device, by
     CUPTI. `fn` runs once before, so lazy initialisation is not counted."""
-    fn()
-    torch.cuda.synchronize()
-    with bench.device_profile() as prof:
-        fn()
-        torch.cuda.synchronize()
-    work, _, _ = bench.device_activities(prof.kineto_results.events())
-    return len(work)
+    return len(bench.device_records_of_call(fn))
 
 
 def measure_shuffles(x: torch.Tensor, cases: Sequence[ShuffleCase], *, backend: str, device: str,

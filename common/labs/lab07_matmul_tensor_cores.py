@@ -146,12 +146,7 @@ def first_tile(kernel_names: Sequence[str]) -> tuple[str | None, tuple[int, int,
 
 def gemm_kernels(fn: Callable[[], Any]) -> list[str]:
     """The names of the GPU kernels one call of `fn` launches (CUPTI; `fn` runs once before)."""
-    fn()
-    torch.cuda.synchronize()
-    with bench.device_profile() as prof:
-        fn()
-        torch.cuda.synchronize()
-    return [ev.name() for kind, ev in bench.device_records(prof.kineto_results.events()) if kind == "kernel"]
+    return [ev.name() for kind, ev in bench.device_records_of_call(fn) if kind == "kernel"]
 
 
 def quantization(m: int, n: int, k: int, tile: tuple[int, int, int], sms: int) -> dict:
