@@ -17,6 +17,10 @@ device-bound (busy >= 0.8), host-bound (< 0.5) or mixed. A busy share a little a
 ran slower than the loop's median: it reads the clocks at the loop's end, and a heavy kernel's clocks
 fall during a short loop; kernels on several streams also overlap less under CUPTI (the kernel note
 says so).
+Where the host paced the loop (the GPU had caught up with it when the loop ended), nothing is
+queued to keep the clocks, so inside a :func:`shared_kernel_session` block (each pass of
+:func:`measure_interleaved`) such measurements read their kernel time together, in one session at the
+block's end: a session's fixed cost is paid once per pass instead of once per configuration.
 ``TRTLABS_KERNEL_TIME=0`` (or ``measure(..., kernel_time=False)``) skips that pass.
 """
 
@@ -332,20 +336,28 @@ def measure(
         stream = _cuda_stream(stream)
         counting = kernel_time_enabled(kernel_time)
         found: list[tuple[KernelTime | None, str]] = []
+        deferred: list[int] = []
         if counting:
             _cupti_problem()   # the profiler's one-off start, before the warm-up, not inside the measurement
 
-            def kernel_pass(per_call_ms: float) -> None:
-                found.append(measure_kernel_time(fn, stream, kernel_iterations(per_call_ms)))
+            def kernel_pass(per_call_ms: float, caught_up: bool) -> None:
+                iterations = kernel_iterations(per_call_ms)
+                if caught_up and _SHARED:   # host-paced, in a shared block: read with the others at its end
+                    deferred.append(iterations)
+                else:
+                    found.append(measure_kernel_time(fn, stream, iterations))
         m = _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms,
                           min_iters, max_iters, extra or {}, after_loop=kernel_pass if counting else None)
+        if deferred:
+            m.kernel, m.kernel_note = None, PENDING_NOTE
+            _SHARED[-1].append((m, fn, stream, deferred[0]))
+            return m
         m.kernel, m.kernel_note = found[0] if found else (
             None, f"switched off ({KERNEL_TIME_ENV}=0 or kernel_time=False)")
         if found:   # the pass waited for the loop's queued work first: that wait was the loop's own
             queued_ms = (m.wall_ms_per_iter - m.host_ms.mean) * m.iterations
             _PASS_COST["loop_tail_seconds"] += max(0.0, queued_ms) / 1e3
-        if m.kernel is not None and m.kernel.several_streams:
-            m.kernel_note = SEVERAL_STREAMS_NOTE.format(n=m.kernel.streams)
+        _note_streams(m)
         return m
     if device == "cpu":
         return _measure_cpu(fn, name, backend, batch_size, warmup_ms, measure_ms, min_iters, max_iters,
@@ -379,7 +391,7 @@ def nvtx_label(name: str, backend: str, batch_size: int) -> str:
 
 
 def _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms, min_iters, max_iters, extra,
-                  after_loop: Callable[[float], None] | None = None):
+                  after_loop: Callable[[float, bool], None] | None = None):
     import torch
 
     with torch.cuda.stream(stream):
@@ -406,7 +418,8 @@ def _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms, 
                 ends[i].record(stream)
                 host_ns[i] = time.perf_counter_ns() - t0
         if after_loop is not None:   # the kernel-time pass, queued behind the loop: no idle GPU between
-            after_loop(elapsed_ms / warm_calls)
+            # the GPU had caught up with the host (the next-to-last iteration done): the host set the pace
+            after_loop(elapsed_ms / warm_calls, ends[max(0, iters - 2)].query())
         stream.synchronize()
     device_ms = [s.elapsed_time(e) for s, e in zip(starts, ends)]
     span_ms = starts[0].elapsed_time(ends[-1])
@@ -463,8 +476,13 @@ def device_records(events) -> Iterator[tuple[str, Any]]:
 def device_activities(events) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
     """From kineto's events: (device-activity intervals, their copy/memset part, streams they ran on), in
     ns, of the device work :func:`device_records` picks out."""
+    return device_activities_of(device_records(events))
+
+
+def device_activities_of(records: Iterable[tuple[str, Any]]) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
+    """:func:`device_activities` of records :func:`device_records` already picked out."""
     work, copies, streams = [], [], set()
-    for kind, ev in device_records(events):
+    for kind, ev in records:
         interval = (ev.start_ns(), ev.end_ns())
         work.append(interval)
         streams.add(_stream_of(ev))
@@ -491,7 +509,8 @@ def kernel_time_of(work, copies, windows) -> KernelTime | None:
 _CUPTI_STATE: dict[str, str] = {}
 #: What the kernel-time passes cost this process: wall seconds of the passes, their count, and
 #: CUPTI's one-off start (the probe). A lab's claims file records it (:func:`kernel_pass_cost`).
-_PASS_COST = {"pass_seconds": 0.0, "passes": 0, "cupti_start_seconds": 0.0, "loop_tail_seconds": 0.0}
+_PASS_COST = {"pass_seconds": 0.0, "passes": 0, "cupti_start_seconds": 0.0, "loop_tail_seconds": 0.0,
+              "shared_measurements": 0}
 
 
 def kernel_pass_cost() -> dict[str, float]:
@@ -499,12 +518,15 @@ def kernel_pass_cost() -> dict[str, float]:
 
     ``pass_seconds`` is their wall time beyond the timed loops' own: each pass starts while its loop's
     queued work still runs (``loop_tail_seconds``, the loop's device span less its host enqueue time),
-    and waiting for that work is the loop's cost, paid with or without the pass.
+    and waiting for that work is the loop's cost, paid with or without the pass. ``passes`` counts
+    sessions; ``shared_measurements`` how many measurements were read in shared ones
+    (:func:`shared_kernel_session`).
     """
     net = max(0.0, _PASS_COST["pass_seconds"] - _PASS_COST["loop_tail_seconds"])
     return {"pass_seconds": round(net, 3), "passes": _PASS_COST["passes"],
             "cupti_start_seconds": round(_PASS_COST["cupti_start_seconds"], 3),
-            "loop_tail_seconds": round(_PASS_COST["loop_tail_seconds"], 3)}
+            "loop_tail_seconds": round(_PASS_COST["loop_tail_seconds"], 3),
+            "shared_measurements": _PASS_COST.get("shared_measurements", 0)}
 
 
 def _cupti_problem() -> str:
@@ -627,6 +649,125 @@ def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int) -> tuple
         _PASS_COST["passes"] += 1
 
 
+def _note_streams(m: Measurement) -> None:
+    if m.kernel is not None and m.kernel.several_streams:
+        m.kernel_note = SEVERAL_STREAMS_NOTE.format(n=m.kernel.streams)
+
+
+#: A kernel note while a measurement waits for its shared session (:func:`shared_kernel_session`).
+PENDING_NOTE = "kernel time pending: read when the shared session's block ends"
+#: The open :func:`shared_kernel_session` blocks: each a list of (measurement, fn, stream, iterations).
+_SHARED: list[list[tuple[Measurement, Callable[[], Any], Any, int]]] = []
+
+
+@contextlib.contextmanager
+def shared_kernel_session():
+    """Within the block, a measurement whose timed loop the host paced reads its kernel time in one CUPTI
+    session shared by all such measurements of the block, run when the block ends (in the order measured).
+
+    A session right after its loop matters where the loop left work queued: the pass then runs at the
+    loop's clocks. A host-paced loop leaves nothing queued (the GPU had caught up with the host when the
+    loop ended), so its GPU idles while a session of its own starts anyway; the session's fixed cost
+    (about 16 ms on an H200) is most of what such a pass costs, and the shared session pays it once. Inside
+    it each measurement's iterations run back to back between two synchronisations and own the device
+    work that ran between them (kineto's timestamps and ``time.time_ns`` are one clock; if any record falls
+    outside every window the clocks disagree, and each measurement gets a session of its own instead).
+    A window that recorded nothing while the others recorded work launched nothing: no retry.
+
+    The block's measurements carry their kernel time only after it ends. Nested blocks share the outermost.
+    """
+    if _SHARED:
+        yield
+        return
+    pending: list = []
+    _SHARED.append(pending)
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        _SHARED.pop()
+        if finished:
+            _read_shared(pending)
+        else:
+            for m, *_ in pending:
+                m.kernel_note = "not measured: the block raised before its shared session"
+
+
+def _read_shared(pending) -> None:
+    if not pending:
+        return
+    found: list[tuple[KernelTime | None, str]] | None = None
+    if _profiler_busy():
+        found = [(None, "another profiler is running")] * len(pending)
+    elif _cupti_problem():
+        found = [(None, _cupti_problem())] * len(pending)
+    elif not _CUPTI_STATE.get("shared_off"):
+        t0 = time.perf_counter()
+        try:
+            with _gc_paused():
+                found = _profile_shared([(fn, stream, n) for _, fn, stream, n in pending])
+        finally:
+            _PASS_COST["pass_seconds"] += time.perf_counter() - t0
+            _PASS_COST["passes"] += 1
+            _PASS_COST["shared_measurements"] += len(pending)
+    for i, (m, fn, stream, iterations) in enumerate(pending):
+        m.kernel, m.kernel_note = found[i] if found is not None else measure_kernel_time(fn, stream, iterations)
+        _note_streams(m)
+
+
+def _profile_shared(items) -> list[tuple[KernelTime | None, str]] | None:
+    """One session for `items` (fn, stream, iterations): each one's KernelTime and note, or None where
+    the session cannot be split (it recorded nothing, or a record lies outside every window)."""
+    import torch
+
+    os.environ.setdefault("TEARDOWN_CUPTI", "1")
+    windows: list[tuple[int, int]] = []
+    try:
+        with torch.cuda.nvtx.range(KERNEL_PASS_LABEL + " (shared)"), device_profile() as prof:
+            for fn, stream, iterations in items:
+                torch.cuda.synchronize()
+                start = time.time_ns()
+                with torch.cuda.stream(stream):
+                    for _ in range(iterations):
+                        fn()
+                torch.cuda.synchronize()
+                windows.append((start, time.time_ns()))
+        events = prof.kineto_results.events()
+    except (RuntimeError, AttributeError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return [(None, f"profiler unavailable: {type(exc).__name__}: {first_line}")] * len(items)
+    finally:
+        _finish_teardown()
+    split = split_by_windows(list(device_records(events)), windows)
+    if split is None:
+        if any(True for _ in device_records(events)):   # the clocks disagree: never try again here
+            _CUPTI_STATE["shared_off"] = "kineto's timestamps fell outside the host's windows"
+        return None
+    out = []
+    for (fn, stream, iterations), records in zip(items, split):
+        work, copies, streams = device_activities_of(records)
+        found = kernel_time_of_run(work, copies, iterations, streams) if records else None
+        out.append((found, "") if found is not None else (None, NO_DEVICE_WORK))
+    return out
+
+
+def split_by_windows(records: Sequence[tuple[str, Any]], windows: Sequence[tuple[int, int]]
+                     ) -> list[list[tuple[str, Any]]] | None:
+    """The device records of a shared session, per window (ns on one clock) they lie wholly inside; None
+    if the session recorded nothing, or any record lies outside every window (the clocks disagree)."""
+    if not records:
+        return None
+    starts = [w[0] for w in windows]
+    out: list[list[tuple[str, Any]]] = [[] for _ in windows]
+    for kind, ev in records:
+        i = bisect.bisect_right(starts, ev.start_ns()) - 1
+        if i < 0 or ev.end_ns() > windows[i][1]:
+            return None
+        out[i].append((kind, ev))
+    return out
+
+
 def _measure_cpu(fn, name, backend, batch_size, warmup_ms, measure_ms, min_iters, max_iters, extra):
     start = time.perf_counter()
     warm_calls = 0
@@ -660,13 +801,14 @@ def measure_interleaved(configs: dict, *, passes: int = 2, kernel_every_pass: bo
     `kwargs` are shared by all. Interleaving makes drift of clocks or host load show up as
     run-to-run spread of every configuration rather than as a difference between two of them.
     With ``kernel_every_pass=False`` (figures judged on event or host time) only the first pass
-    reads kernel time (:func:`kernel_time_in`).
+    reads kernel time (:func:`kernel_time_in`). Each pass is a :func:`shared_kernel_session` block.
     """
     runs: dict = {key: [] for key in configs}
     for p in range(passes):
-        for key, config in configs.items():
-            extra = {} if kernel_every_pass else {"kernel_time": kernel_time_in(p)}
-            runs[key].append(measure(**{**kwargs, **extra, **config}))
+        with shared_kernel_session():   # the pass's host-paced configurations share one CUPTI session
+            for key, config in configs.items():
+                extra = {} if kernel_every_pass else {"kernel_time": kernel_time_in(p)}
+                runs[key].append(measure(**{**kwargs, **extra, **config}))
     return runs
 
 
@@ -807,14 +949,17 @@ def kernel_fields(runs: Sequence[Measurement]) -> dict:
     """Kernel time, busy share and regime of repeated runs of one configuration, for a table row.
 
     From the runs that carry kernel time (all of them, or the first pass only: :func:`kernel_time_in`),
-    the busy share against those same runs' event time; NaN where none does.
+    the busy share against those same runs' event time; NaN where none does. The regime is the one
+    every such run names by its own busy share, "mixed" where they disagree: a configuration the host
+    paced in one pass is not device-bound, whatever its median busy share.
     """
     measured = [m for m in runs if not math.isnan(m.kernel_ms)] or list(runs)
     kernel_ms = median_kernel_ms(measured)
     event_ms = median_latency_ms(measured)
     busy = kernel_ms / event_ms if event_ms > 0 else float("nan")
+    regimes = {m.regime for m in measured}
     return {"kernel_ms": kernel_ms, "kernel_sum_ms": statistics.median(m.kernel_sum_ms for m in measured),
-            "gpu_busy": busy, "regime": regime_of(busy, runs[0].device)}
+            "gpu_busy": busy, "regime": regimes.pop() if len(regimes) == 1 else MIXED}
 
 
 def compare(runs_a: Sequence[Measurement], runs_b: Sequence[Measurement], *, on: str = "event") -> Comparison:

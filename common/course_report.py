@@ -144,6 +144,17 @@ def _claims_table(claims: list[dict]) -> str:
     return f"<table><tr><th>claim</th><th>measured</th><th>status</th><th>why</th></tr>{rows}</table>"
 
 
+def _pass_cost(data: dict | None, lab_seconds: float | None) -> str:
+    """" · kernel-time pass 2.1 s (6.9%)": what reading kernel time cost the lab (its claims file's
+    ``kernel_time_pass``), as a share of the lab's run time; "" where no pass ran."""
+    cost = (data or {}).get("kernel_time_pass") or {}
+    seconds, passes = cost.get("pass_seconds"), cost.get("passes", 0)
+    if not passes or not isinstance(seconds, (int, float)):
+        return ""
+    share = f" ({100 * seconds / lab_seconds:.1f}%)" if isinstance(lab_seconds, (int, float)) and lab_seconds > 0 else ""
+    return f" · kernel-time pass {seconds:.2f} s{share}"
+
+
 def _counts(claims: list[dict]) -> dict[str, int]:
     return {s: sum(c.get("status") == s for c in claims) for s in (HOLDS, FAILS, INCONCLUSIVE, NOT_APPLICABLE)}
 
@@ -270,6 +281,7 @@ def build_html(out_dir: Path, notebooks_dir: Path | None = None, results: Path |
             f'<section id="{e.lab}"><h2>{html.escape(title)}</h2>'
             f'<p class=meta>notebook <code>{html.escape(e.lab)}.ipynb</code> · '
             f"{'ran in ' + took if e.status == 'ran' else html.escape(e.status)}"
+            f"{_pass_cost(data, e.seconds if e.status == 'ran' else None)}"
             f"{' · backend ' + html.escape(backend) if backend else ''}</p>"
             f"{body}{''.join(_figure(p, i) for i, p in enumerate(figures, 1))}</section>")
 

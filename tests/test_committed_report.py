@@ -58,3 +58,12 @@ def test_header_says_what_produced_the_results_and_figures_say_what_they_show(ht
     assert "<h2>What did not run, and why</h2>" in html
     captions = re.findall(r"<figcaption><b>Figure \d+\.</b> ([^<]+)</figcaption>", html)
     assert captions and not any(c.strip().endswith(".png") for c in captions)
+
+
+def test_the_kernel_time_pass_adds_under_10_percent_to_every_lab(html):
+    """The committed run's own accounting: each lab's kernel-time passes against its run time."""
+    for notebook in lab_notebooks():
+        meta = _section(html, notebook.stem).split("<p class=meta>", 1)[1].split("</p>", 1)[0]
+        share = re.search(r"kernel-time pass [\d.]+ s \(([\d.]+)%\)", meta)
+        if share:
+            assert float(share.group(1)) < 10, f"{notebook.stem}: {meta}"

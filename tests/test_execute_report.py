@@ -406,6 +406,8 @@ def _fake_run(out: Path) -> None:
         (res / "claims.json").write_text(json.dumps({
             "lab": lab, "written_at": "2030-01-01T00:01:00+00:00", "figures": [],
             "environment": {"machine": "Test GPU", "backend": "PyTorch (CUDA)", "torch": "2.x"},
+            "kernel_time_pass": {"pass_seconds": 0.6 if lab == "00_tour" else 0.0,
+                                 "passes": 20 if lab == "00_tour" else 0},
             "claims": [{"claim": f"{lab} <claim>", "measured": "1.5x", "status": status, "why": "because"},
                        {"claim": f"{lab} needs trt", "measured": "-", "status": "not applicable here",
                         "why": "TensorRT is not installed"}]}))
@@ -433,6 +435,9 @@ def test_report_has_a_section_per_lab_with_claims_statuses_and_figures(tmp_path)
     assert "This lab failed in cell 4" in text and "No space left on device" in text
     assert "03_cuda_graphs was skipped for time" in text
     assert "<script" not in text and "3 labs in 16 s" in text
+    # what reading kernel time cost each lab, against its run time; nothing where no pass ran
+    assert "ran in 12 s · kernel-time pass 0.60 s (5.0%) · backend" in text
+    assert "ran in 3 s · backend" in text
 
 
 def test_report_header_says_what_produced_the_results_and_what_did_not_run(tmp_path):

@@ -21,7 +21,7 @@ def test_claims_statuses_and_saved_json(tmp_path, monkeypatch):
     assert data["lab"] == "99_test" and len(data["claims"]) == 3
     assert "backend" in data["environment"] and data["claims"][2]["value"] == pytest.approx(1.5)
     cost = data["kernel_time_pass"]   # what measuring kernel time cost the lab: zero passes here, on a CPU
-    assert set(cost) == {"pass_seconds", "passes", "cupti_start_seconds", "loop_tail_seconds"} and cost["passes"] >= 0
+    assert set(cost) == {"pass_seconds", "passes", "cupti_start_seconds", "loop_tail_seconds", "shared_measurements"} and cost["passes"] >= 0
 
 
 @pytest.mark.parametrize("interval, above, status", [

@@ -172,6 +172,16 @@ def validate(measure_ms: float = 500.0) -> dict:
     }
     if triton_fn is not None:
         out["checks"]["Triton kernel counted"] = by["Triton vector add"]["activities_per_iter"] >= 1
+    # The host-paced eager MLP again, inside a shared-session block: read there, and alike.
+    shared_before = bench.kernel_pass_cost()["shared_measurements"]
+    with bench.shared_kernel_session():
+        shared = bench.measure(eager, measure_ms=measure_ms)
+    own_ms = by["MLP 20x256 batch 8 eager"]["kernel_ms"]
+    out["shared_session"] = {"own_kernel_ms": own_ms, "shared_kernel_ms": shared.kernel_ms,
+                             "read_shared": bench.kernel_pass_cost()["shared_measurements"] > shared_before,
+                             "note": shared.kernel_note}
+    out["checks"]["host-paced MLP read in a shared session, within 10% of its own"] = (
+        out["shared_session"]["read_shared"] and abs(shared.kernel_ms - own_ms) <= 0.1 * own_ms)
 
     resnet, runner = [], resnet_runner()
     for batch in RESNET_BATCHES:
@@ -209,6 +219,9 @@ def _print(out: dict) -> None:
     print(format_table(out["resnet50"], [k for k in ("batch", "bench_event_ms", "do_bench_ms",
                                                      "bench_vs_do_bench_pct", "kernel_ms", "regime")
                                          if k in out["resnet50"][0]], kernel_columns=False))
+    sh = out["shared_session"]
+    print(f"eager MLP's kernel time: {sh['own_kernel_ms']:.4f} ms in its own session, {sh['shared_kernel_ms']:.4f} ms "
+          f"in a shared one" + ("" if sh["read_shared"] else f" (not read there: {sh['note']})"))
     d = out["drift_after_profiling"]
     print(f"after the profiled passes, eager MLP: event {d['event_change_pct']:+.1f}%, host {d['host_change_pct']:+.1f}%")
     for check, ok in out["checks"].items():
