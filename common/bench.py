@@ -18,9 +18,10 @@ ran slower than the loop's median: it reads the clocks at the loop's end, and a 
 fall during a short loop; kernels on several streams also overlap less under CUPTI (the kernel note
 says so).
 Where the host paced the loop (the GPU had caught up with it when the loop ended), nothing is
-queued to keep the clocks, so inside a :func:`shared_kernel_session` block (each pass of
-:func:`measure_interleaved`) such measurements read their kernel time together, in one session at the
-block's end: a session's fixed cost is paid once per pass instead of once per configuration.
+queued to keep the clocks, so inside a :func:`shared_kernel_session` block such measurements read their
+kernel time together, in one session at the block's end: a session's fixed cost is paid once per pass
+instead of once per configuration. :func:`interleaved_passes` (under :func:`measure_interleaved` and
+``cases.measure_cases``) runs the configurations the host paced in the pass before first, in that block.
 ``TRTLABS_KERNEL_TIME=0`` (or ``measure(..., kernel_time=False)``) skips that pass.
 """
 
@@ -227,6 +228,7 @@ class Measurement:
     extra: dict = field(default_factory=dict)
     kernel: KernelTime | None = None   # the GPU's own time (CUPTI pass); None on a CPU or when skipped
     kernel_note: str = ""              # why `kernel` is None on a GPU
+    host_paced: bool | None = None     # the GPU had caught up with the host when the timed loop ended
 
     @property
     def event_ms(self) -> float:
@@ -417,9 +419,10 @@ def _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms, 
                 fn()
                 ends[i].record(stream)
                 host_ns[i] = time.perf_counter_ns() - t0
+        # the GPU had caught up with the host (its next-to-last iteration done): the host set the pace
+        caught_up = ends[max(0, iters - 2)].query()
         if after_loop is not None:   # the kernel-time pass, queued behind the loop: no idle GPU between
-            # the GPU had caught up with the host (the next-to-last iteration done): the host set the pace
-            after_loop(elapsed_ms / warm_calls, ends[max(0, iters - 2)].query())
+            after_loop(elapsed_ms / warm_calls, caught_up)
         stream.synchronize()
     device_ms = [s.elapsed_time(e) for s, e in zip(starts, ends)]
     span_ms = starts[0].elapsed_time(ends[-1])
@@ -427,7 +430,7 @@ def _measure_cuda(fn, name, backend, batch_size, stream, warmup_ms, measure_ms, 
         name=name, backend=backend, device="cuda", batch_size=batch_size,
         latency_ms=Stats.of(device_ms), host_ms=Stats.of([h / 1e6 for h in host_ns]),
         wall_ms_per_iter=span_ms / iters, iterations=iters, warmup_ms=elapsed_ms,
-        timer="cuda-events", extra=extra,
+        timer="cuda-events", extra=extra, host_paced=caught_up,
     )
 
 
@@ -675,6 +678,8 @@ def shared_kernel_session():
     A window that recorded nothing while the others recorded work launched nothing: no retry.
 
     The block's measurements carry their kernel time only after it ends. Nested blocks share the outermost.
+    Put only light work in a block (:func:`interleaved_passes` does): a heavy loop before the session
+    leaves the clocks down, and light kernels read slower there than right after their own loops.
     """
     if _SHARED:
         yield
@@ -801,14 +806,35 @@ def measure_interleaved(configs: dict, *, passes: int = 2, kernel_every_pass: bo
     `kwargs` are shared by all. Interleaving makes drift of clocks or host load show up as
     run-to-run spread of every configuration rather than as a difference between two of them.
     With ``kernel_every_pass=False`` (figures judged on event or host time) only the first pass
-    reads kernel time (:func:`kernel_time_in`). Each pass is a :func:`shared_kernel_session` block.
+    reads kernel time (:func:`kernel_time_in`). Passes run as :func:`interleaved_passes` says.
     """
-    runs: dict = {key: [] for key in configs}
+    def one(key, p: int) -> Measurement:
+        extra = {} if kernel_every_pass else {"kernel_time": kernel_time_in(p)}
+        return measure(**{**kwargs, **extra, **configs[key]})
+
+    return interleaved_passes(list(configs), passes, one, share=kernel_every_pass)
+
+
+def interleaved_passes(keys: Sequence, passes: int, measure_one: Callable[[Any, int], Measurement], *,
+                       share: bool = True) -> dict:
+    """`measure_one(key, pass_index)` for every key, once per pass, `passes` times: the runs by key.
+
+    With `share`, from the second pass on the keys whose loop the host paced in the pass before run
+    first, in one :func:`shared_kernel_session` block, and the others after it, each read right after
+    its own loop. So the shared session follows light work only: on an H200 a shared session right
+    after a heavy GEMM read eager and 1024^3 kernels 17-25% slower than their own sessions (the clocks
+    were still down), and 60 ms of idle first brought that to 1-5%, at the cost of the session it saved.
+    """
+    runs: dict = {key: [] for key in keys}
+    host_paced: set = set()
     for p in range(passes):
-        with shared_kernel_session():   # the pass's host-paced configurations share one CUPTI session
-            for key, config in configs.items():
-                extra = {} if kernel_every_pass else {"kernel_time": kernel_time_in(p)}
-                runs[key].append(measure(**{**kwargs, **extra, **config}))
+        first = [k for k in keys if k in host_paced] if share else []
+        with shared_kernel_session() if first else contextlib.nullcontext():
+            for key in first:
+                runs[key].append(measure_one(key, p))
+        for key in [k for k in keys if k not in first]:
+            runs[key].append(measure_one(key, p))
+        host_paced = {k for k in keys if runs[k][-1].host_paced}
     return runs
 
 

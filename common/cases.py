@@ -136,19 +136,21 @@ def int8_case(m: int, k: int, n: int, *, device: str, seed: int = 0) -> Case:
 
 def measure_cases(cases: Sequence[Case], *, device: str, passes: int = 2, warmup_ms: float = 40.0,
                   measure_ms: float = 60.0, progress: bool = True, desc: str = "cases") -> dict[str, list[bench.Measurement]]:
-    """Time every case in `passes` interleaved passes (so that drift hits all cases alike); each pass is
-    one :func:`common.bench.shared_kernel_session` block."""
+    """Time every case in `passes` interleaved passes (so that drift hits all cases alike), as
+    :func:`common.bench.interleaved_passes` orders them."""
     stream = torch.cuda.Stream() if device == "cuda" else None
-    runs: dict[str, list[bench.Measurement]] = {c.label: [] for c in cases}
+    by_label = {c.label: c for c in cases}
     bar = tqdm(total=passes * len(cases), desc=desc, disable=not progress, mininterval=2.0, leave=False)
+
+    def one(label: str, _pass: int) -> bench.Measurement:
+        case = by_label[label]
+        m = bench.measure(case.fn, name=case.label, backend=f"PyTorch {case.precision}", device=device,
+                          stream=stream, warmup_ms=warmup_ms, measure_ms=measure_ms)
+        bar.update()
+        return m
+
     try:
-        for _ in range(passes):
-            with bench.shared_kernel_session():   # the pass's host-paced cases share one CUPTI session
-                for case in cases:
-                    runs[case.label].append(bench.measure(case.fn, name=case.label, backend=f"PyTorch {case.precision}",
-                                                          device=device, stream=stream, warmup_ms=warmup_ms,
-                                                          measure_ms=measure_ms))
-                    bar.update()
+        runs = bench.interleaved_passes(list(by_label), passes, one)
     finally:
         bar.close()
         torch.backends.cuda.matmul.allow_tf32 = False   # PyTorch's default, whatever the last case set

@@ -89,7 +89,8 @@ def test_kernel_time_in_the_first_pass_names_the_regime_of_all_passes():
 
 def test_interleaved_passes_read_kernel_time_in_every_pass_or_in_the_first_only(monkeypatch):
     seen = []
-    monkeypatch.setattr(bench, "measure", lambda **kw: seen.append((kw["name"], kw.get("kernel_time", "default"))))
+    monkeypatch.setattr(bench, "measure", lambda **kw: seen.append((kw["name"], kw.get("kernel_time", "default")))
+                        or _measurement(0.1))
     bench.measure_interleaved({"a": {"fn": None, "name": "a"}, "b": {"fn": None, "name": "b"}}, passes=3)
     assert seen == [(n, "default") for _ in range(3) for n in "ab"]
     seen.clear()
@@ -291,12 +292,13 @@ def test_a_shared_session_reads_host_paced_loops_and_leaves_queued_ones_to_their
     eager, _ = vh.mlp_cases()
     x = torch.randn(64, 64, device="cuda")
     own = bench.measure(eager, measure_ms=200)
+    assert own.host_paced
     before = bench.kernel_pass_cost()
     with bench.shared_kernel_session():
+        h = bench.measure(vh.matmul_case(4096), measure_ms=200)  # its queue builds up: read right after its loop
         e = bench.measure(eager, measure_ms=200)
         v = bench.measure(lambda: x.t(), measure_ms=50)          # a view: launches nothing
-        h = bench.measure(vh.matmul_case(4096), measure_ms=200)  # its queue builds up: read right after its loop
-        assert h.kernel is not None and e.kernel is None and e.kernel_note == bench.PENDING_NOTE
+        assert h.kernel is not None and not h.host_paced and e.kernel is None and e.kernel_note == bench.PENDING_NOTE
     after = bench.kernel_pass_cost()
     assert after["shared_measurements"] - before["shared_measurements"] == 2, e.kernel_note
     assert after["passes"] - before["passes"] == 2               # the GEMM's own session and the shared one
@@ -486,18 +488,39 @@ def test_each_window_owns_the_records_that_ran_wholly_inside_it():
     assert [len(w) for w in bench.split_by_windows([k(420, 430)], windows)] == [0, 0, 1]
 
 
-def test_interleaved_passes_and_case_sweeps_open_a_shared_block_per_pass(monkeypatch):
+def test_passes_after_the_first_run_last_passes_host_paced_configurations_first_in_one_block():
+    """Pass 0 in the given order, each read after its own loop; later passes: what the host paced in the
+    pass before first, inside one shared block (so its session follows light work), then the rest."""
+    paced = {"a": [False, False, False], "b": [True, True, True], "c": [False, True, False], "d": [True, True, True]}
+    seen = []
+
+    def one(key, p):
+        seen.append((p, key, len(bench._SHARED)))
+        m = _measurement(0.1)
+        m.host_paced = paced[key][p]
+        return m
+
+    runs = bench.interleaved_passes(list("abcd"), 3, one)
+    assert seen == [(0, "a", 0), (0, "b", 0), (0, "c", 0), (0, "d", 0),
+                    (1, "b", 1), (1, "d", 1), (1, "a", 0), (1, "c", 0),
+                    (2, "b", 1), (2, "c", 1), (2, "d", 1), (2, "a", 0)]
+    assert {k: len(v) for k, v in runs.items()} == {k: 3 for k in "abcd"}
+    seen.clear()
+    bench.interleaved_passes(list("abcd"), 2, one, share=False)   # kernel time in the first pass only: as given
+    assert seen == [(p, k, 0) for p in range(2) for k in "abcd"]
+
+
+def test_case_sweeps_and_interleaved_measurements_order_passes_alike(monkeypatch):
     from common import cases
 
-    depth = []
-    monkeypatch.setattr(bench, "measure", lambda *a, **kw: depth.append(len(bench._SHARED)))
-    bench.measure_interleaved({"a": {"fn": None}, "b": {"fn": None}}, passes=2)
-    assert depth == [1, 1, 1, 1]
-    blocks = []
-    real = bench.shared_kernel_session
-    monkeypatch.setattr(bench, "shared_kernel_session", lambda: blocks.append(1) or real())
-    depth.clear()
-    case = cases.Case(label="x", precision="fp32", fn=lambda: None, flops=1)
-    cases.measure_cases([case, cases.Case(label="y", precision="fp32", fn=lambda: None, flops=1)],
-                        device="cpu", passes=3, progress=False)
-    assert blocks == [1, 1, 1] and depth == [1] * 6
+    calls = []
+    real = bench.interleaved_passes
+    monkeypatch.setattr(bench, "interleaved_passes", lambda keys, passes, one, **kw: calls.append((keys, passes, kw))
+                        or real(keys, passes, one, **kw))
+    ran = []
+    c = [cases.Case(label=x, precision="fp32", fn=lambda x=x: ran.append(x), flops=1) for x in "xy"]
+    runs = cases.measure_cases(c, device="cpu", passes=2, warmup_ms=0, measure_ms=0, progress=False)
+    assert calls[0][:2] == (["x", "y"], 2) and [len(runs[k]) for k in "xy"] == [2, 2]
+    bench.measure_interleaved({"a": {"fn": lambda: None}}, passes=2, device="cpu", warmup_ms=0, measure_ms=0,
+                              kernel_every_pass=False)
+    assert calls[1][:2] == (["a"], 2) and calls[1][2] == {"share": False}
