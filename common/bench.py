@@ -529,7 +529,7 @@ def kernel_pass_cost() -> dict[str, float]:
     return {"pass_seconds": round(net, 3), "passes": _PASS_COST["passes"],
             "cupti_start_seconds": round(_PASS_COST["cupti_start_seconds"], 3),
             "loop_tail_seconds": round(_PASS_COST["loop_tail_seconds"], 3),
-            "shared_measurements": _PASS_COST.get("shared_measurements", 0)}
+            "shared_measurements": _PASS_COST["shared_measurements"]}
 
 
 def _cupti_problem() -> str:
@@ -622,8 +622,7 @@ def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
                 torch.cuda.synchronize()
             events = prof.kineto_results.events()
         except (RuntimeError, AttributeError) as exc:   # CUPTI taken by another tool, or an old profiler
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            return None, f"profiler unavailable: {type(exc).__name__}: {first_line}"
+            return None, _unavailable(exc)
         finally:
             _finish_teardown()
         work, copies, streams = device_activities(events)
@@ -631,6 +630,12 @@ def _profile(fn, stream, iterations: int) -> tuple[KernelTime | None, str]:
         if found is not None and found.activities_per_iter > 0:
             return found, ""
     return None, NO_DEVICE_WORK
+
+
+def _unavailable(exc: BaseException) -> str:
+    """The kernel note for a profiler session that raised: its type and first line."""
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"profiler unavailable: {type(exc).__name__}: {first_line}"
 
 
 def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int) -> tuple[KernelTime | None, str]:
@@ -643,10 +648,18 @@ def measure_kernel_time(fn: Callable[[], Any], stream, iterations: int) -> tuple
     problem = _cupti_problem()
     if problem:
         return None, problem
+    with _counted_session():
+        return _profile(fn, stream, iterations)
+
+
+@contextlib.contextmanager
+def _counted_session():
+    """Around one kernel-time session: the garbage collector paused, its wall time and count added to
+    what the passes cost (:func:`kernel_pass_cost`)."""
     t0 = time.perf_counter()
     try:
         with _gc_paused():
-            return _profile(fn, stream, iterations)
+            yield
     finally:
         _PASS_COST["pass_seconds"] += time.perf_counter() - t0
         _PASS_COST["passes"] += 1
@@ -703,19 +716,11 @@ def _read_shared(pending) -> None:
     if not pending:
         return
     found: list[tuple[KernelTime | None, str]] | None = None
-    if _profiler_busy():
-        found = [(None, "another profiler is running")] * len(pending)
-    elif _cupti_problem():
-        found = [(None, _cupti_problem())] * len(pending)
-    elif not _CUPTI_STATE.get("shared_off"):
-        t0 = time.perf_counter()
-        try:
-            with _gc_paused():
-                found = _profile_shared([(fn, stream, n) for _, fn, stream, n in pending])
-        finally:
-            _PASS_COST["pass_seconds"] += time.perf_counter() - t0
-            _PASS_COST["passes"] += 1
-            _PASS_COST["shared_measurements"] += len(pending)
+    # where the profiler is busy or CUPTI unusable, the own sessions below say so, measuring nothing
+    if not (_profiler_busy() or _cupti_problem() or _CUPTI_STATE.get("shared_off")):
+        _PASS_COST["shared_measurements"] += len(pending)
+        with _counted_session():
+            found = _profile_shared([(fn, stream, n) for _, fn, stream, n in pending])
     for i, (m, fn, stream, iterations) in enumerate(pending):
         m.kernel, m.kernel_note = found[i] if found is not None else measure_kernel_time(fn, stream, iterations)
         _note_streams(m)
@@ -740,13 +745,13 @@ def _profile_shared(items) -> list[tuple[KernelTime | None, str]] | None:
                 windows.append((start, time.time_ns()))
         events = prof.kineto_results.events()
     except (RuntimeError, AttributeError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return [(None, f"profiler unavailable: {type(exc).__name__}: {first_line}")] * len(items)
+        return [(None, _unavailable(exc))] * len(items)
     finally:
         _finish_teardown()
-    split = split_by_windows(list(device_records(events)), windows)
+    records = list(device_records(events))
+    split = split_by_windows(records, windows)
     if split is None:
-        if any(True for _ in device_records(events)):   # the clocks disagree: never try again here
+        if records:   # the clocks disagree: never try again here
             _CUPTI_STATE["shared_off"] = "kineto's timestamps fell outside the host's windows"
         return None
     out = []

@@ -370,7 +370,7 @@ def _measurement(event_ms):
 def test_the_pass_cost_leaves_out_the_loops_own_queued_work(monkeypatch):
     """A pass that starts while the loop's work still runs waits for it: that wait is the loop's."""
     monkeypatch.setattr(bench, "_PASS_COST", {"pass_seconds": 0.0, "passes": 0, "cupti_start_seconds": 0.0,
-                                              "loop_tail_seconds": 0.0})
+                                              "loop_tail_seconds": 0.0, "shared_measurements": 0})
     kt = bench.KernelTime(union_ms=0.2, sum_ms=0.2, copy_ms=0.0, activities_per_iter=1, iterations=50)
 
     def fake_measure_cuda(fn, *args, after_loop=None, **kwargs):
