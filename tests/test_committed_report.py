@@ -73,3 +73,5 @@ def test_every_lab_that_read_kernel_time_shows_what_it_cost_against_its_run_time
             shown[notebook.stem] = float(share.group(2))
     # every GPU lab measures with the harness; the last one profiles the reader's own model, which it has none of
     assert set(shown) >= {nb.stem for nb in lab_notebooks()} - {"12_your_model"}, sorted(shown)
+    over = {lab: share for lab, share in shown.items() if share >= 10.0}
+    assert not over, f"the kernel-time pass took 10% or more of these labs' run time: {over}"

@@ -414,6 +414,20 @@ def _fake_loops(monkeypatch, caught_up: dict, adjacent: list):
     monkeypatch.setattr(bench, "measure_kernel_time", own_session)
 
 
+def test_a_loop_that_left_work_queued_gets_the_shorter_window(monkeypatch):
+    def host_paced(): pass
+    def queued(): pass
+    windows = []
+    _fake_loops(monkeypatch, {host_paced: True, queued: False}, [])
+    monkeypatch.setattr(bench, "measure_kernel_time", lambda fn, stream, n: (windows.append((fn, n)), (None, "x"))[1])
+    bench.measure(host_paced, device="cuda", kernel_time=True)     # 0.1 ms per call, no shared block
+    bench.measure(queued, device="cuda", kernel_time=True)
+    assert bench.QUEUED_KERNEL_TIME_BUDGET_MS < bench.KERNEL_TIME_BUDGET_MS
+    assert windows == [(host_paced, bench.kernel_iterations(0.1, bench.KERNEL_TIME_BUDGET_MS)),
+                       (queued, bench.kernel_iterations(0.1, bench.QUEUED_KERNEL_TIME_BUDGET_MS))]
+    assert windows[0][1] > windows[1][1] >= 1
+
+
 def test_host_paced_loops_in_a_shared_block_are_read_together_at_its_end(monkeypatch):
     def host_paced(): pass
     def view(): pass
