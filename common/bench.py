@@ -212,8 +212,7 @@ def kernel_time_enabled(flag: bool | None = None) -> bool:
 
 def kernel_iterations(per_iter_ms: float, budget_ms: float = KERNEL_TIME_BUDGET_MS,
                       max_iters: int = KERNEL_TIME_MAX_ITERS) -> int:
-    """How many iterations the kernel-time pass profiles: about `budget_ms` of them, 1 to `max_iters`.
-    After a loop that left work queued, :func:`measure` passes QUEUED_KERNEL_TIME_BUDGET_MS."""
+    """How many iterations the kernel-time pass profiles: about `budget_ms` of them, 1 to `max_iters`."""
     if not per_iter_ms > 0:
         return max_iters
     return int(min(max_iters, max(1, budget_ms // per_iter_ms)))

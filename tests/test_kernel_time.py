@@ -417,11 +417,9 @@ def _fake_loops(monkeypatch, caught_up: dict, adjacent: list):
 def test_a_loop_that_left_work_queued_gets_the_shorter_window(monkeypatch):
     def host_paced(): pass
     def queued(): pass
-    windows = []
-    _fake_loops(monkeypatch, {host_paced: True, queued: False}, [])
-    monkeypatch.setattr(bench, "measure_kernel_time", lambda fn, stream, n: (windows.append((fn, n)), (None, "x"))[1])
-    bench.measure(host_paced, device="cuda", kernel_time=True)     # 0.1 ms per call, no shared block
-    bench.measure(queued, device="cuda", kernel_time=True)
+    _fake_loops(monkeypatch, {host_paced: True, queued: False}, [])   # its own sessions profile `n` iterations
+    windows = [(fn, bench.measure(fn, device="cuda", kernel_time=True).kernel.iterations)   # 0.1 ms per call
+               for fn in (host_paced, queued)]                                               # no shared block
     assert bench.QUEUED_KERNEL_TIME_BUDGET_MS < bench.KERNEL_TIME_BUDGET_MS
     assert windows == [(host_paced, bench.kernel_iterations(0.1, bench.KERNEL_TIME_BUDGET_MS)),
                        (queued, bench.kernel_iterations(0.1, bench.QUEUED_KERNEL_TIME_BUDGET_MS))]
